@@ -1,0 +1,83 @@
+"""Plain-JAX reference of the ConvFirst block op: the truth every kernel is tested against.
+
+The op is the inference form of any "spatial conv first, then inverted-bottleneck MLP" block with
+norms folded into weights and biases (BatchNorm, layer scale) except a per-pixel LayerNorm, which
+cannot be folded and is computed in the op:
+
+    t = grouped_conv_kxk(x, w_conv) + b_conv            # group width G (1 = depthwise)
+    t = layer_norm(t) * ln_scale + ln_bias               # only when ln_scale is not None
+    h = act(t @ w_expand + b_expand)                     # C -> M
+    y = h @ w_project + b_project  (+ x if residual)     # M -> C
+
+ConvFirst (gconv 3x3 gw8, BN folded, SiLU) and ConvNeXt (dw 7x7, LN, GELU, layer scale folded)
+are both this op. Matmul operands are in x.dtype with float32 accumulation; biases, norm
+statistics and the activation are computed in float32; y is returned in x.dtype.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class ConvFirstParams(NamedTuple):
+    w_conv: jax.Array  # (k, k, G, C) HWIO, grouped: C // G groups of G channels
+    b_conv: jax.Array  # (C,)
+    w_expand: jax.Array  # (C, M)
+    b_expand: jax.Array  # (M,)
+    w_project: jax.Array  # (M, C)
+    b_project: jax.Array  # (C,)
+    ln_scale: jax.Array | None = None  # (C,) per-pixel LayerNorm after the conv, if any
+    ln_bias: jax.Array | None = None
+
+
+ACTIVATIONS = {
+    "silu": jax.nn.silu,
+    "gelu": lambda v: jax.nn.gelu(v, approximate=False),
+    "gelu_tanh": lambda v: jax.nn.gelu(v, approximate=True),
+    "relu": jax.nn.relu,
+    "none": lambda v: v,
+}
+
+
+def activation(name: str):
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; valid: {', '.join(ACTIVATIONS)}") from None
+
+
+def grouped_conv(x, w, group_width: int, stride: int = 1):
+    """'Same'-padded k x k grouped conv, NHWC/HWIO, f32 accumulation, f32 result."""
+    c = w.shape[-1]
+    return jax.lax.conv_general_dilated(
+        x, w.astype(x.dtype), window_strides=(stride, stride), padding="SAME",
+        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c // group_width,
+        preferred_element_type=jnp.float32)
+
+
+def layer_norm(t, scale, bias, eps: float):
+    """Per-pixel LayerNorm over channels in float32."""
+    mean = t.mean(-1, keepdims=True)
+    var = jnp.square(t - mean).mean(-1, keepdims=True)
+    return (t - mean) * jax.lax.rsqrt(var + eps) * scale.astype(jnp.float32) + bias.astype(jnp.float32)
+
+
+def dense(x, w, b):
+    """x @ w + b with operands in x.dtype, f32 accumulation and f32 result."""
+    return jnp.einsum("...c,cm->...m", x, w.astype(x.dtype),
+                      preferred_element_type=jnp.float32) + b.astype(jnp.float32)
+
+
+def convfirst_block_reference(x, p: ConvFirstParams, *, group_width: int, act: str = "silu",
+                              residual: bool = True, ln_eps: float = 1e-6):
+    dtype = x.dtype
+    t = grouped_conv(x, p.w_conv, group_width) + p.b_conv.astype(jnp.float32)
+    if p.ln_scale is not None:
+        t = layer_norm(t, p.ln_scale, p.ln_bias, ln_eps)
+    h = activation(act)(dense(t.astype(dtype), p.w_expand, p.b_expand))
+    y = dense(h.astype(dtype), p.w_project, p.b_project)
+    if residual:
+        y = y + x.astype(jnp.float32)
+    return y.astype(dtype)
