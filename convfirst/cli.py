@@ -1,0 +1,37 @@
+"""The `convfirst` command. Thin: each subcommand lives in the library module that does the work,
+which exposes `add_arguments(parser)` and `main(args) -> int | None`; this file only dispatches."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help). Modules are imported only when their subcommand runs.
+COMMANDS = {
+    "models": ("convfirst.commands.models", "list registered models with params, GMACs and published top-1"),
+    "analyze": ("convfirst.commands.analyze", "per-block cost, fused vs layer-wise traffic and waterline of a model"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="convfirst", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(_module=module)
+        importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(importlib.import_module(args._module).main(args) or 0)
+    except (ValueError, KeyError, FileNotFoundError) as e:  # user errors: one clear line, no traceback
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"convfirst {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
