@@ -6,7 +6,8 @@ import argparse
 import importlib
 import sys
 
-# name -> (module, one-line help). Modules are imported only when their subcommand runs.
+# name -> (module, one-line help). Subcommand modules keep heavy imports (jax, models) inside main()
+# so that building the parser stays cheap.
 COMMANDS = {
     "models": ("convfirst.commands.models", "list registered models with params, GMACs and published top-1"),
     "analyze": ("convfirst.commands.analyze", "per-block cost, fused vs layer-wise traffic and waterline of a model"),
