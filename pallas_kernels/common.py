@@ -1,0 +1,64 @@
+"""Helpers shared by the Pallas (Triton backend) kernels: interpret mode, padding, lowering checks."""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+
+import jax
+import jax.numpy as jnp
+
+H100_DEVICE_KIND = "NVIDIA H100 80GB HBM3"
+SUPPORTED_DTYPES = (jnp.bfloat16, jnp.float16)
+
+
+_COMPILE_FOR_GPU = contextvars.ContextVar("compile_for_gpu", default=False)
+
+
+def interpret_mode() -> bool:
+    """Pallas kernels run natively on GPU and in the HLO interpreter elsewhere (tests on CPU),
+    except inside `lower_for_h100`, which lowers the real GPU kernel on any host."""
+    return jax.default_backend() != "gpu" and not _COMPILE_FOR_GPU.get()
+
+
+@contextlib.contextmanager
+def compiling_for_gpu():
+    token = _COMPILE_FOR_GPU.set(True)
+    try:
+        yield
+    finally:
+        _COMPILE_FOR_GPU.reset(token)
+
+
+def next_pow2(n: int) -> int:
+    return 1 << max(0, (int(n) - 1).bit_length())
+
+
+def pad_axis(a, axis: int, size: int):
+    """Zero-pad `a` along `axis` to `size` (weights only: cheap, done outside the kernels)."""
+    extra = size - a.shape[axis]
+    if extra == 0:
+        return a
+    widths = [(0, 0)] * a.ndim
+    widths[axis] = (0, extra)
+    return jnp.pad(a, widths)
+
+
+def dtype_reason(x) -> str | None:
+    if x.dtype not in SUPPORTED_DTYPES:
+        return f"dtype {x.dtype} is not supported (kernels take bfloat16 or float16 activations)"
+    return None
+
+
+def lower_for_h100(fn, *args):
+    """Lower `fn(*args)` (jax.ShapeDtypeStruct args allowed) for an abstract H100 on any host.
+
+    Catches Triton/Mosaic lowering errors (power-of-2 shapes, unsupported primitives, SMEM overflow
+    in Mosaic) on CPU before a GPU is at hand. Returns the lowered module text.
+    """
+    from jax.sharding import AbstractDevice, AbstractMesh
+
+    mesh = AbstractMesh((1,), ("x",), abstract_device=AbstractDevice(
+        device_kind=H100_DEVICE_KIND, num_cores=132, platform="gpu"))
+    with jax.sharding.use_abstract_mesh(mesh), compiling_for_gpu():
+        lowered = jax.jit(fn).trace(*args).lower(lowering_platforms=("cuda",))
+    return lowered.as_text()
