@@ -62,3 +62,31 @@ def lower_for_h100(fn, *args):
     with jax.sharding.use_abstract_mesh(mesh), compiling_for_gpu():
         lowered = jax.jit(fn).trace(*args).lower(lowering_platforms=("cuda",))
     return lowered.as_text()
+
+
+def _erf(x):
+    """erf for kernels without an erf primitive (Pallas Triton): Abramowitz & Stegun 7.1.26,
+    |error| < 1.5e-7, far below bf16/fp16 resolution."""
+    a1, a2, a3, a4, a5, p = 0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429, 0.3275911
+    s = jnp.sign(x)
+    z = jnp.abs(x)
+    t = 1.0 / (1.0 + p * z)
+    poly = ((((a5 * t + a4) * t + a3) * t + a2) * t + a1) * t
+    return s * (1.0 - poly * jnp.exp(-z * z))
+
+
+KERNEL_ACTIVATIONS = {
+    "silu": lambda v: v / (1.0 + jnp.exp(-v)),
+    "gelu": lambda v: 0.5 * v * (1.0 + _erf(v * 0.7071067811865476)),
+    "gelu_tanh": lambda v: 0.5 * v * (1.0 + jnp.tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))),
+    "relu": lambda v: jnp.maximum(v, 0.0),
+    "none": lambda v: v,
+}
+
+
+def kernel_activation(name: str):
+    """Activations written with primitives every Pallas GPU backend lowers (f32 in, f32 out)."""
+    try:
+        return KERNEL_ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; valid: {', '.join(KERNEL_ACTIVATIONS)}") from None
