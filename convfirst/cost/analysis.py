@@ -1,0 +1,130 @@
+"""A model's cost on a device: per-block traffic and intensity, layer-wise vs block-fused waterline.
+
+Layer-wise execution runs every layer as its XLA-like kernel sequence (layers.py). Block-fused
+execution runs each ConvFirst/MBConv block as one tensor-machine kernel (tensor_machine.py) with the
+tile that fits on chip; stem, downsampling and head layers, and blocks whose smallest tile does not
+fit, run layer-wise in both.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from convfirst.cost.hardware import Device, get_device, get_dtype
+from convfirst.cost.layers import LayerCost, layer_costs
+from convfirst.cost.tensor_machine import TileCost, default_tile, split_fused, tile_cost
+from convfirst.cost.waterline import KernelLoad, Waterline, waterline
+from convfirst.models.specs import ModelSpec
+
+
+@dataclass(frozen=True)
+class BlockAnalysis:
+    layer: LayerCost
+    layerwise: Waterline
+    fused: Waterline
+    tile: TileCost | None  # the fused kernel's tile, None when the layer runs layer-wise
+    note: str  # how the layer runs in fused execution
+
+    def to_dict(self, batch: int, element_bytes: int) -> dict:
+        lc, lw, fu = self.layer, self.layerwise, self.fused
+        d = {"name": lc.name, "kind": lc.kind, "in_shape": list(lc.in_shape), "out_shape": list(lc.out_shape),
+             "macs": lc.macs, "params": lc.params, "act_bytes": lc.out_elements * element_bytes,
+             "layerwise": _summary(lw), "fused": _summary(fu), "fused_as": self.note}
+        if self.tile is not None:
+            t = self.tile
+            d["tile"] = {"tile": str(t.tile), "tiles_per_image": t.tiles_per_image, "in_tile": list(t.in_tile),
+                         "halo_read_bytes": batch * t.halo_read_bytes, "recompute_macs": batch * t.recompute_macs,
+                         "workspace_bytes": t.workspace_bytes, "workspace": t.workspace,
+                         "l2_weight_bytes": t.l2_weight_bytes(batch)}
+        return d
+
+
+def _bound(w: Waterline) -> str:
+    memory = [k.memory_bound for k in w.kernels]
+    return "memory" if all(memory) else "compute" if not any(memory) else "mixed"
+
+
+def _summary(w: Waterline) -> dict:
+    return {"dram_bytes": w.dram_bytes, "intensity": w.intensity, "bound": _bound(w),
+            "waterline_s": w.waterline_s, "kernels": len(w.kernels)}
+
+
+@dataclass(frozen=True)
+class ModelAnalysis:
+    spec: ModelSpec
+    device: Device
+    dtype: str
+    batch: int
+    blocks: tuple[BlockAnalysis, ...]
+
+    @property
+    def macs(self) -> int:
+        """MACs per image."""
+        return sum(b.layer.macs for b in self.blocks)
+
+    @property
+    def params(self) -> int:
+        return sum(b.layer.params for b in self.blocks)
+
+    @property
+    def peak(self) -> float:
+        return self.device.peak_macs(self.dtype)
+
+    def _sequence(self, execution: str) -> Waterline:
+        ws = [getattr(b, execution) for b in self.blocks]
+        return Waterline(tuple(k for w in ws for k in w.kernels), self.peak, self.device.dram_bytes_per_s)
+
+    @property
+    def layerwise(self) -> Waterline:
+        return self._sequence("layerwise")
+
+    @property
+    def fused(self) -> Waterline:
+        return self._sequence("fused")
+
+    @property
+    def ideal_s(self) -> float:
+        return self.batch * self.macs / self.peak
+
+    def to_dict(self) -> dict:
+        eb = get_dtype(self.dtype).element_bytes
+        lw, fu = self.layerwise, self.fused
+        return {"model": self.spec.name, "family": self.spec.family, "resolution": self.spec.resolution,
+                "batch": self.batch, "dtype": self.dtype, "device": self.device.to_dict(self.dtype),
+                "params": self.params, "macs_per_image": self.macs, "gmacs": self.macs / 1e9,
+                "ideal_latency_s": self.ideal_s,
+                "ridge_macs_per_byte": self.device.ridge(self.dtype),
+                "layerwise": lw.to_dict(), "fused": fu.to_dict(),
+                "blocks": [b.to_dict(self.batch, eb) for b in self.blocks]}
+
+
+def _loads(layer: LayerCost, kernels, batch: int, element_bytes: int) -> list[KernelLoad]:
+    return [KernelLoad(f"{layer.name}.{k.name}", batch * k.macs, k.dram_bytes(batch, element_bytes)) for k in kernels]
+
+
+def analyze_block(layer: LayerCost, device: Device, dtype: str, batch: int) -> BlockAnalysis:
+    dt = get_dtype(dtype)
+    peak, bw = device.peak_macs(dtype), device.dram_bytes_per_s
+    layerwise = _loads(layer, layer.kernels, batch, dt.element_bytes)
+    tile, note = None, "layer-wise (not a residual block)"
+    fused = layerwise
+    if layer.fusable:
+        t = default_tile(layer, dt, device.on_chip_bytes_per_sm)
+        if t is None:
+            note = f"layer-wise (no tile's workspace fits {device.on_chip_bytes_per_sm // 1024} KiB on chip)"
+        else:
+            tile = tile_cost(layer, t, dt)
+            _, rest = split_fused(layer)
+            fused = [KernelLoad(f"{layer.name}.fused", batch * tile.macs, tile.dram_bytes(batch),
+                                batch * tile.recompute_macs)] + _loads(layer, rest, batch, dt.element_bytes)
+            note = "fused" if not rest else "fused up to the global pool; SE and projection layer-wise"
+    return BlockAnalysis(layer, waterline(layerwise, peak, bw), waterline(fused, peak, bw), tile, note)
+
+
+def analyze(spec: ModelSpec, device: str | Device = "h100", batch: int = 128, dtype: str = "bf16") -> ModelAnalysis:
+    """Cost of running `spec` at its resolution on `device` for a batch of `batch` images."""
+    device = get_device(device) if isinstance(device, str) else device
+    get_dtype(dtype)
+    if batch < 1:
+        raise ValueError(f"batch must be a positive integer, got {batch}")
+    blocks = tuple(analyze_block(lc, device, dtype, batch) for lc in layer_costs(spec))
+    return ModelAnalysis(spec, device, dtype, batch, blocks)
