@@ -90,3 +90,18 @@ def kernel_activation(name: str):
         return KERNEL_ACTIVATIONS[name]
     except KeyError:
         raise ValueError(f"unknown activation {name!r}; valid: {', '.join(KERNEL_ACTIVATIONS)}") from None
+
+
+def store_rows(rows, valid, n_rows: int):
+    """Row indices for a masked store: masked-off lanes point one past the last row.
+
+    Clamping them into range instead would alias valid rows: interpret mode discharges a masked
+    store as a scatter of where(mask, new, old), so a masked lane aliasing a valid one can write the
+    stale value back (unwritten outputs then read as NaN). Out-of-range scatter lanes are dropped;
+    on the GPU masked lanes are never dereferenced.
+    """
+    return jnp.where(valid, rows, n_rows)
+
+
+def is_pow2(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0

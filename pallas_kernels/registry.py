@@ -36,16 +36,19 @@ class UnsupportedError(NotImplementedError):
 class Implementation:
     """One way to run an op.
 
-    fn(x, params, *, config, **static) -> y.  `check(x, params, platform, **static)` returns None when
-    supported, else the reason. `interpretable`: runs on CPU in Pallas interpret mode (tests only;
-    'auto' never picks it on CPU).
+    fn(x, params, *, config, **static) -> y, where config None means "tuned or heuristic".
+    `check(x, params, platform, **static)` returns None when supported, else the reason.
+    `interpretable`: runs on CPU in Pallas interpret mode (tests only; 'auto' never picks it on CPU).
+    `config_cls` (with from_dict/to_dict) and `candidates(problem, params) -> [config]` give the
+    autotuner its search space.
     """
 
     name: str
     fn: Callable[..., jax.Array]
     check: Callable[..., str | None] = lambda *a, **k: None
     interpretable: bool = False
-    default_config: Callable[..., Any] | None = None
+    config_cls: Any = None
+    candidates: Callable[..., list] | None = None
 
 
 @dataclass
@@ -124,6 +127,11 @@ class BlockOp:
         chosen = self.select(impl, x, params, **static)
         if chosen.name == "xla":
             return self.reference(x, params, **static)  # plain autodiff
+        if config is None and chosen.config_cls is not None:
+            from pallas_kernels import autotune
+
+            tuned = autotune.cached_config(self.name, chosen.name, x, params, static)
+            config = chosen.config_cls.from_dict(tuned) if tuned else None
         if bwd_impl != "xla":
             raise UnsupportedError(f"{self.name}: bwd_impl={bwd_impl!r} is not available; valid: xla")
         return _with_reference_vjp(self.reference, chosen.fn, config, tuple(sorted(static.items())), x, params)

@@ -1,10 +1,16 @@
 """The ConvFirst block op with its implementations: `convfirst_block(x, params, impl=...)`."""
 from __future__ import annotations
 
+from pallas_kernels.convfirst_block import configs, fused_triton
 from pallas_kernels.convfirst_block.reference import ConvFirstParams, convfirst_block_reference
-from pallas_kernels.registry import BlockOp
+from pallas_kernels.registry import BlockOp, Implementation
 
-CONVFIRST_BLOCK = BlockOp("convfirst_block", convfirst_block_reference)
+CONVFIRST_BLOCK = BlockOp("convfirst_block", convfirst_block_reference,
+                          auto_order=lambda x, p, static: ("pallas_fused", "xla"))
+CONVFIRST_BLOCK.register(Implementation(
+    "pallas_fused", fused_triton.convfirst_fused, check=fused_triton.check, interpretable=True,
+    config_cls=configs.FusedConfig,
+    candidates=lambda prob, p: configs.candidates(prob.c, prob.hidden, prob.group_width, prob.h, prob.w)))
 
 
 def convfirst_block(x, params: ConvFirstParams, *, group_width: int, act: str = "silu",

@@ -1,0 +1,131 @@
+"""Autotuner and tuning cache for block ops.
+
+`tune(problem)` times every supported implementation (and, for those with a config space, each
+candidate config) under the one timing protocol and records the winner. Results live in JSON files
+under pallas_kernels/tuning/, one per GPU kind (e.g. nvidia_h100_80gb_hbm3.json), keyed by op,
+dtype and block shape without the batch; each key holds entries per measured batch, and a lookup
+takes the nearest measured batch. `impl='auto'` reads `cached_best`; an implementation called
+without a config reads `cached_config`.
+
+    python -m pallas_kernels.autotune --models convfirst_tiny --batch 128   # on the GPU
+"""
+from __future__ import annotations
+
+import datetime
+import functools
+import json
+import os
+import re
+from pathlib import Path
+
+import jax
+
+TUNING_DIR = Path(__file__).parent / "tuning"
+ENV_CACHE = "CONVFIRST_TUNING_FILE"  # override the cache file (tests, experiments)
+
+
+def device_slug(device_kind: str | None = None) -> str:
+    kind = device_kind or jax.devices()[0].device_kind
+    return re.sub(r"[^a-z0-9]+", "_", kind.lower()).strip("_")
+
+
+def cache_path(device_kind: str | None = None) -> Path:
+    return Path(os.environ.get(ENV_CACHE) or TUNING_DIR / f"{device_slug(device_kind)}.json")
+
+
+def shape_key(op: str, x, params, static: dict) -> str:
+    """Op, dtype, per-image input shape, parameter shapes and static options; no batch."""
+    leaves = jax.tree.leaves(params, is_leaf=lambda v: v is None)
+    pshapes = ",".join("-" if v is None else "x".join(map(str, v.shape)) for v in leaves)
+    opts = ",".join(f"{k}={v}" for k, v in sorted(static.items()))
+    return f"{op}|{jax.numpy.dtype(x.dtype).name}|{'x'.join(map(str, x.shape[1:]))}|{pshapes}|{opts}"
+
+
+@functools.lru_cache(maxsize=8)
+def _load(path: str, mtime: float) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def load_cache(device_kind: str | None = None) -> dict:
+    path = cache_path(device_kind)
+    if not path.exists():
+        return {"device_kind": device_kind, "entries": {}}
+    return _load(str(path), path.stat().st_mtime)
+
+
+def _entry(op, x, params, static) -> dict | None:
+    if jax.default_backend() != "gpu":
+        return None
+    by_batch = load_cache()["entries"].get(shape_key(op, x, params, static))
+    if not by_batch:
+        return None
+    batch = x.shape[0]
+    nearest = min(by_batch, key=lambda b: abs(int(b) - batch))
+    return by_batch[nearest]
+
+
+def cached_best(op: str, x, params, static: dict) -> str | None:
+    entry = _entry(op, x, params, static)
+    return entry["best_impl"] if entry else None
+
+
+def cached_config(op: str, impl: str, x, params, static: dict) -> dict | None:
+    entry = _entry(op, x, params, static)
+    return (entry or {}).get("configs", {}).get(impl)
+
+
+def tune(problem, *, dtype, impls=None, max_configs: int = 12, protocol=None, log=print) -> dict:
+    """Time each implementation (each candidate config where it has a space) on `problem`."""
+    import jax.numpy as jnp
+
+    from pallas_kernels import OPS
+    from pallas_kernels.timing import Protocol, time_call
+
+    protocol = protocol or Protocol(warmup=3, iterations=20)
+    op = OPS[problem.op]
+    params = problem.make_params(jax.random.key(1))
+    static = problem.static()
+    x0 = problem.make_x(jax.random.key(2), dtype)
+    make = lambda i: (problem.make_x(jax.random.key(100 + i), dtype),)  # noqa: E731
+    times, configs, errors = {}, {}, {}
+    for name in impls or op.names:
+        reason = op.why_unsupported(name, x0, params, jax.default_backend(), **static)
+        if reason:
+            errors[name] = reason
+            continue
+        space = op.implementations[name].candidates
+        cands = space(problem, params)[:max_configs] if space else [None]
+        for cfg in cands:
+            fn = lambda x, cfg=cfg: op(x, params, impl=name, config=cfg, **static)  # noqa: E731
+            try:
+                ms = time_call(fn, make, protocol=protocol).median_ms
+            except Exception as e:  # a config that fails to compile is skipped, and said so
+                errors[f"{name}:{cfg}"] = f"{type(e).__name__}: {str(e)[:200]}"
+                continue
+            log(f"  {problem.label()} {name} {cfg or ''}: {ms:.4f} ms")
+            if ms < times.get(name, float("inf")):
+                times[name] = ms
+                if cfg is not None:
+                    configs[name] = cfg.to_dict()
+    if not times:
+        raise RuntimeError(f"no implementation ran {problem.label()}: {errors}")
+    best = min(times, key=times.get)
+    return {"best_impl": best, "times_ms": times, "configs": configs, "errors": errors,
+            "dtype": jnp.dtype(dtype).name, "protocol": protocol.describe(),
+            "measured": datetime.date.today().isoformat(), "_key": shape_key(problem.op, x0, params, static)}
+
+
+def write_entries(results: list[dict], batch: int, device_kind: str | None = None) -> Path:
+    """Merge tuning results into the device's cache file (atomic replace)."""
+    path = cache_path(device_kind)
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data.setdefault("device_kind", device_kind or jax.devices()[0].device_kind)
+    entries = data.setdefault("entries", {})
+    for r in results:
+        r = dict(r)
+        entries.setdefault(r.pop("_key"), {})[str(batch)] = r
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    tmp.replace(path)
+    return path

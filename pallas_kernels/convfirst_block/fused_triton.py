@@ -1,0 +1,198 @@
+"""Block-fused ConvFirst kernel (Pallas, Triton backend): one kernel per residual block.
+
+Per program: one tile_h x tile_w pixel tile of one image, all C channels (the tensor machine of
+convfirst.cost.tensor_machine with the same tile):
+1. grouped k x k conv: for each tap, masked loads of the shifted input tile (zeros outside the image;
+   halo re-reads hit L1/L2) times a block-diagonal weight per `conv_chunk` channels on the tensor
+   cores (depthwise: CUDA-core FMAs), f32 accumulators; + bias; optional per-pixel LayerNorm;
+2. the MLP streamed over the hidden width in `hidden_chunk` steps:
+   h = act(t @ W_exp[:, chunk] + b), acc += h @ W_prj[chunk, :] -- the E*C activation never leaves
+   the chip and the workspace is O(pixels x hidden_chunk);
+3. epilogue: + bias + residual (x re-read from L2), one store of y.
+DRAM traffic: x once (+ halo), y once, weights per tile from L2.
+
+Triton-backend constraints shape the code: power-of-two value shapes (channels are processed in
+power-of-two chunks), no register slicing or scratch (every window is a masked ref load).
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as pltriton
+
+from pallas_kernels.common import dtype_reason, interpret_mode, kernel_activation
+from pallas_kernels.convfirst_block import configs
+from pallas_kernels.convfirst_block.reference import ConvFirstParams
+from pallas_kernels.registry import UnsupportedError
+
+MAX_KERNEL_SIZE = 7
+
+
+def _is_pow2(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
+
+
+def check(x, params: ConvFirstParams, *, platform=None, group_width: int, act: str, **_) -> str | None:
+    """None when the fused kernel supports this call, else why not."""
+    if (reason := dtype_reason(x)) is not None:
+        return reason
+    if x.ndim != 4:
+        return f"expects NHWC input, got shape {tuple(x.shape)}"
+    k, _, _, c = params.w_conv.shape
+    hidden = params.w_expand.shape[1]
+    if c % 16:
+        return f"channels C={c} must be a multiple of 16"
+    if hidden % 16:
+        return f"hidden width {hidden} must be a multiple of 16"
+    if k % 2 == 0 or k > MAX_KERNEL_SIZE:
+        return f"kernel size {k} unsupported (odd, <= {MAX_KERNEL_SIZE})"
+    if group_width != 1 and (not _is_pow2(group_width) or group_width > 64):
+        return f"group width {group_width} unsupported (1 or a power of two <= 64)"
+    if params.w_project.shape[1] != c:
+        return "the fused kernel needs C_out == C_in (residual block)"
+    if act not in ("silu", "gelu", "gelu_tanh", "relu", "none"):
+        return f"activation {act!r} unsupported"
+    return None
+
+
+def _config_reason(cfg: configs.FusedConfig, c: int, hidden: int, group_width: int) -> str | None:
+    for name in ("tile_h", "tile_w", "conv_chunk", "out_chunk", "hidden_chunk"):
+        if not _is_pow2(getattr(cfg, name)):
+            return f"{name}={getattr(cfg, name)} must be a power of two"
+    if cfg.pixels < 16 or cfg.conv_chunk < 16 or cfg.hidden_chunk < 16 or cfg.out_chunk < 16:
+        return "tiles need >= 16 pixels and chunks >= 16 channels (tensor-core dot minimum)"
+    if c % cfg.conv_chunk or c % cfg.out_chunk or hidden % cfg.hidden_chunk:
+        return (f"chunks (conv {cfg.conv_chunk}, out {cfg.out_chunk}, hidden {cfg.hidden_chunk}) must "
+                f"divide C={c} and hidden={hidden}")
+    if group_width > 1 and cfg.conv_chunk % group_width:
+        return f"conv_chunk={cfg.conv_chunk} must be a multiple of group_width={group_width}"
+    return None
+
+
+def block_diagonal_conv_weights(w_conv, group_width: int, chunk: int):
+    """(k, k, G, C) grouped weights -> (k*k*C/chunk*chunk, chunk) dense per-chunk blocks.
+
+    Row ((tap * n_chunks + j) * chunk + i), column o holds the weight from input channel
+    j*chunk+i to output channel j*chunk+o, zero across groups.
+    """
+    k, _, g, c = w_conv.shape
+    n = c // chunk
+    base = jnp.arange(n)[:, None, None] * chunk
+    i_glob = base + jnp.arange(chunk)[None, :, None]
+    o_glob = base + jnp.arange(chunk)[None, None, :]
+    vals = w_conv[:, :, i_glob % g, o_glob]  # (k, k, n, chunk, chunk)
+    return jnp.where(i_glob // g == o_glob // g, vals, 0).reshape(k * k * n * chunk, chunk)
+
+
+def _kernel(x_ref, wc_ref, bc_ref, lns_ref, lnb_ref, w1_ref, b1_ref, w2_ref, b2_ref, o_ref, *,
+            h, w, c, hidden, k, depthwise, cfg, act, residual, layer_norm, ln_eps):
+    th, tw, cw, ow, be = cfg.tile_h, cfg.tile_w, cfg.conv_chunk, cfg.out_chunk, cfg.hidden_chunk
+    bm = th * tw
+    f32 = jnp.float32
+    n_conv, n_out = c // cw, c // ow
+    p = lax.iota(jnp.int32, bm)
+    rows = pl.program_id(1) * th + lax.shift_right_logical(p, tw.bit_length() - 1)
+    cols = pl.program_id(2) * tw + (p & (tw - 1))
+    inside = (rows < h) & (cols < w)
+
+    def load_x(rr, cc, ok, c0, width):
+        ch = c0 + lax.iota(jnp.int32, width)
+        ref = x_ref.at[jnp.clip(rr, 0, h - 1)[:, None], jnp.clip(cc, 0, w - 1)[:, None], ch[None, :]]
+        return pltriton.load(ref, mask=jnp.broadcast_to(ok[:, None], (bm, width)), other=0.0)
+
+    # 1. grouped k x k conv, taps outer so each tap's indices and mask are computed once.
+    t = [jnp.zeros((bm, cw), f32) for _ in range(n_conv)]
+    for dy in range(k):
+        for dx in range(k):
+            rr, cc = rows + (dy - k // 2), cols + (dx - k // 2)
+            ok = inside & (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
+            tap = dy * k + dx
+            for j in range(n_conv):
+                xt = load_x(rr, cc, ok, j * cw, cw)
+                if depthwise:
+                    t[j] = t[j] + xt.astype(f32) * wc_ref[tap, pl.ds(j * cw, cw)][None, :]
+                else:
+                    wt = wc_ref[pl.ds((tap * n_conv + j) * cw, cw), :]
+                    t[j] = t[j] + jnp.dot(xt, wt, preferred_element_type=f32)
+    t = [t[j] + bc_ref[pl.ds(j * cw, cw)][None, :] for j in range(n_conv)]
+    if layer_norm:
+        mean = sum(v.sum(axis=1) for v in t) / c
+        var = sum(jnp.square(v - mean[:, None]).sum(axis=1) for v in t) / c
+        inv = lax.rsqrt(var + ln_eps)
+        t = [(v - mean[:, None]) * inv[:, None] * lns_ref[pl.ds(j * cw, cw)][None, :]
+             + lnb_ref[pl.ds(j * cw, cw)][None, :] for j, v in enumerate(t)]
+    t = [v.astype(x_ref.dtype) for v in t]
+    activation = kernel_activation(act)
+
+    # 2. MLP streamed over hidden chunks; the hidden activation stays in registers.
+    def body(e, acc):
+        hs = pl.ds(e * be, be)
+        hid = jnp.zeros((bm, be), f32)
+        for j in range(n_conv):
+            hid = hid + jnp.dot(t[j], w1_ref[pl.ds(j * cw, cw), hs], preferred_element_type=f32)
+        hid = activation(hid + b1_ref[hs][None, :]).astype(x_ref.dtype)
+        return tuple(a + jnp.dot(hid, w2_ref[hs, pl.ds(o * ow, ow)], preferred_element_type=f32)
+                     for o, a in enumerate(acc))
+
+    acc = lax.fori_loop(0, hidden // be, body, tuple(jnp.zeros((bm, ow), f32) for _ in range(n_out)))
+
+    # 3. epilogue: bias, residual, one store.
+    for o in range(n_out):
+        y = acc[o] + b2_ref[pl.ds(o * ow, ow)][None, :]
+        if residual:
+            y = y + load_x(rows, cols, inside, o * ow, ow).astype(f32)
+        ch = o * ow + lax.iota(jnp.int32, ow)
+        # Unclipped: masked-out pixels point past the image, which the GPU never touches and the
+        # interpreter's scatter drops (clipping would alias them onto real pixels of this tile).
+        dst = o_ref.at[rows[:, None], cols[:, None], ch[None, :]]
+        pltriton.store(dst, y.astype(o_ref.dtype), mask=jnp.broadcast_to(inside[:, None], (bm, ow)))
+
+
+def convfirst_fused(x, params: ConvFirstParams, *, config: configs.FusedConfig | None = None,
+                    group_width: int, act: str = "silu", residual: bool = True, ln_eps: float = 1e-6):
+    """The 'pallas_fused' implementation of `convfirst_block` (see module docstring)."""
+    if (reason := check(x, params, group_width=group_width, act=act)) is not None:
+        raise UnsupportedError(f"pallas_fused: {reason}")
+    n, h, w, c = x.shape
+    k = params.w_conv.shape[0]
+    hidden = params.w_expand.shape[1]
+    cfg = config or configs.heuristic(c, hidden, group_width, h, w)
+    if (reason := _config_reason(cfg, c, hidden, group_width)) is not None:
+        raise UnsupportedError(f"pallas_fused config {cfg}: {reason}")
+    depthwise = group_width == 1
+    f32, dt = jnp.float32, x.dtype
+    if depthwise:
+        wc = params.w_conv.reshape(k * k, c).astype(f32)
+    else:
+        wc = block_diagonal_conv_weights(params.w_conv, group_width, cfg.conv_chunk).astype(dt)
+    layer_norm = params.ln_scale is not None
+    ln_s = params.ln_scale if layer_norm else jnp.ones((c,), f32)
+    ln_b = params.ln_bias if layer_norm else jnp.zeros((c,), f32)
+    operands = (x, wc, params.b_conv.astype(f32), ln_s.astype(f32), ln_b.astype(f32),
+                params.w_expand.astype(dt), params.b_expand.astype(f32),
+                params.w_project.astype(dt), params.b_project.astype(f32))
+
+    def whole(a):
+        return pl.BlockSpec(a.shape, lambda *_: (0,) * a.ndim)
+
+    plane = pl.BlockSpec((None, h, w, c), lambda b, i, j: (b, 0, 0, 0))
+    kernel = functools.partial(
+        _kernel, h=h, w=w, c=c, hidden=hidden, k=k, depthwise=depthwise, cfg=cfg, act=act,
+        residual=residual, layer_norm=layer_norm, ln_eps=ln_eps)
+    macs = n * h * w * (k * k * group_width * c + 2 * c * hidden)
+    return pl.pallas_call(
+        kernel,
+        out_shape=jax.ShapeDtypeStruct(x.shape, dt),
+        grid=(n, pl.cdiv(h, cfg.tile_h), pl.cdiv(w, cfg.tile_w)),
+        in_specs=[plane] + [whole(a) for a in operands[1:]],
+        out_specs=plane,
+        compiler_params=pltriton.CompilerParams(num_warps=cfg.num_warps, num_stages=cfg.num_stages),
+        cost_estimate=pl.CostEstimate(flops=2 * macs, transcendentals=n * h * w * hidden,
+                                      bytes_accessed=2 * x.size * x.dtype.itemsize),
+        interpret=interpret_mode(),
+        name=f"convfirst_fused_c{c}_k{k}_g{group_width}",
+    )(*operands)

@@ -1,0 +1,148 @@
+"""k x k grouped conv, 'same' padding, NHWC (Pallas, Triton backend) with fused bias [+ activation].
+
+One program computes a tile_h x tile_w output-pixel tile of one image for block_c channels. Each of
+the k*k taps is a masked load of the shifted input window (zeros outside the image give the conv's
+zero padding; halo re-reads of neighbouring tiles hit L1/L2), then:
+- depthwise (group width 1): FMAs on CUDA cores into (pixels, block_c) f32 accumulators;
+- grouped (group width 8, 16, ...): one tensor-core dot per tap, (pixels, block_c) @ (block_c,
+  block_c), with a block-diagonal weight over the block_c channels (wasted MACs: block_c / group
+  width; the Triton backend has no register slicing to feed one group at a time).
+Stride 2 is index arithmetic on the same loads (XLA's 'SAME' padding: the low pad is half the total).
+Operands in x.dtype (weights rounded to it, as in the reference), f32 accumulation, out in x.dtype.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as pltriton
+
+from pallas_kernels.common import dtype_reason, interpret_mode, kernel_activation, pad_axis, store_rows
+from pallas_kernels.layers.configs import GConvConfig, gconv_heuristic
+from pallas_kernels.registry import UnsupportedError
+
+KERNEL_SIZES = (3, 5, 7)
+GROUP_WIDTHS = (1, 8, 16)
+STRIDES = (1, 2)
+
+
+def gconv_reason(x_shape, w_shape, group_width: int, stride: int = 1) -> str | None:
+    """None when `gconv` supports these shapes, else why not (shared by the blocks' checks)."""
+    k, k2, g, c = w_shape
+    if len(x_shape) != 4 or x_shape[-1] != c:
+        return f"expects NHWC input with {c} channels, got shape {tuple(x_shape)}"
+    if k != k2 or k not in KERNEL_SIZES:
+        return f"kernel {k}x{k2} unsupported; valid: square k in {KERNEL_SIZES}"
+    if group_width not in GROUP_WIDTHS or g != group_width:
+        return (f"group width {group_width} (weights have {g}) unsupported; valid: {GROUP_WIDTHS}")
+    if c % group_width:
+        return f"channels {c} are not a multiple of the group width {group_width}"
+    if stride not in STRIDES:
+        return f"stride {stride} unsupported; valid: {STRIDES}"
+    return None
+
+
+def same_padding(size: int, k: int, stride: int) -> tuple[int, int]:
+    """(output size, low pad) of XLA's 'SAME' padding."""
+    out = -(-size // stride)
+    return out, max((out - 1) * stride + k - size, 0) // 2
+
+
+def block_diagonal_conv_weights(w_conv, group_width: int, chunk: int):
+    """(k, k, G, C) grouped weights -> (k*k*C/chunk*chunk, chunk) dense per-chunk blocks.
+
+    Row ((tap * n_chunks + j) * chunk + i), column o holds the weight from input channel
+    j*chunk+i to output channel j*chunk+o, zero across groups. C must be a multiple of chunk
+    (pad the output-channel axis of w_conv with zeros first).
+    """
+    k, _, g, c = w_conv.shape
+    n = c // chunk
+    base = jnp.arange(n)[:, None, None] * chunk
+    i_glob = base + jnp.arange(chunk)[None, :, None]
+    o_glob = base + jnp.arange(chunk)[None, None, :]
+    vals = w_conv[:, :, i_glob % g, o_glob]  # (k, k, n, chunk, chunk)
+    return jnp.where(i_glob // g == o_glob // g, vals, 0).reshape(k * k * n * chunk, chunk)
+
+
+def conv_weight_operand(w_conv, group_width: int, chunk: int, dtype):
+    """Kernel layout of the conv weights, channels zero-padded to a multiple of `chunk`:
+    depthwise (k*k, Cp) rows per tap; grouped the block-diagonal (k*k*Cp, chunk) blocks."""
+    k, _, _, c = w_conv.shape
+    w = pad_axis(w_conv.astype(dtype), 3, pl.cdiv(c, chunk) * chunk)
+    if group_width == 1:
+        return w.reshape(k * k, -1)
+    return block_diagonal_conv_weights(w, group_width, chunk)
+
+
+def conv_tap(w_ref, tap: int, window, c0, chunk: int, n_chunks: int, depthwise: bool):
+    """One tap's contribution (pixels, chunk) f32 for input `window` (pixels, chunk) and the channel
+    chunk starting at c0 (= chunk index * chunk), weights laid out by `conv_weight_operand`."""
+    if depthwise:
+        return window.astype(jnp.float32) * w_ref[tap, pl.ds(c0, chunk)].astype(jnp.float32)[None, :]
+    w = w_ref[pl.ds(tap * n_chunks * chunk + c0, chunk), :]
+    return jnp.dot(window, w, preferred_element_type=jnp.float32)
+
+
+def _kernel(x_ref, w_ref, b_ref, o_ref, *, h, w, c, ho, wo, k, stride, pad_h, pad_w, depthwise, cfg,
+            act):
+    th, tw, bc = cfg.tile_h, cfg.tile_w, cfg.block_c
+    p = lax.iota(jnp.int32, th * tw)
+    tiles_w = pl.cdiv(wo, tw)
+    t = pl.program_id(0)
+    oh = (t // tiles_w) * th + p // tw
+    ow = (t % tiles_w) * tw + p % tw
+    c0 = pl.program_id(1) * bc
+    ch = c0 + lax.iota(jnp.int32, bc)
+    ch_ok = ch < c
+    ch_in = jnp.minimum(ch, c - 1)
+    img = pl.program_id(2) * h
+    acc = jnp.zeros((th * tw, bc), jnp.float32)
+    for dy in range(k):
+        for dx in range(k):
+            ih, iw = oh * stride + dy - pad_h, ow * stride + dx - pad_w
+            inside = (ih >= 0) & (ih < h) & (iw >= 0) & (iw < w)
+            pix = (img + jnp.clip(ih, 0, h - 1)) * w + jnp.clip(iw, 0, w - 1)
+            window = pltriton.load(x_ref.at[pix[:, None], ch_in[None, :]],
+                                   mask=inside[:, None] & ch_ok[None, :], other=0.0)
+            acc += conv_tap(w_ref, dy * k + dx, window, c0, bc, pl.cdiv(c, bc), depthwise)
+    y = kernel_activation(act)(acc + b_ref[pl.ds(c0, bc)][None, :])
+    valid = (oh < ho) & (ow < wo)
+    rows = store_rows((pl.program_id(2) * ho + oh) * wo + ow, valid, o_ref.shape[0])
+    pltriton.store(o_ref.at[rows[:, None], ch[None, :]], y.astype(o_ref.dtype),
+                   mask=valid[:, None] & ch_ok[None, :])
+
+
+def gconv(x, w_conv, b_conv, *, group_width: int, stride: int = 1, act: str = "none",
+          config: GConvConfig | None = None):
+    """act(grouped_conv(x, w_conv) + b_conv) for NHWC x and HWIO (k, k, G, C) weights, in x.dtype."""
+    if (reason := dtype_reason(x) or gconv_reason(x.shape, w_conv.shape, group_width, stride)):
+        raise UnsupportedError(f"gconv: {reason}")
+    kernel_activation(act)
+    n, h, w, c = x.shape
+    k = w_conv.shape[0]
+    (ho, pad_h), (wo, pad_w) = same_padding(h, k, stride), same_padding(w, k, stride)
+    cfg = config or gconv_heuristic(ho, wo, c, group_width)
+    if (reason := cfg.reason(group_width)) is not None:
+        raise UnsupportedError(f"gconv config {cfg}: {reason}")
+    n_blocks = pl.cdiv(c, cfg.block_c)
+    wk = conv_weight_operand(w_conv, group_width, cfg.block_c, x.dtype)
+    bk = pad_axis(b_conv.astype(jnp.float32), 0, n_blocks * cfg.block_c)
+    kernel = functools.partial(_kernel, h=h, w=w, c=c, ho=ho, wo=wo, k=k, stride=stride, pad_h=pad_h,
+                               pad_w=pad_w,
+                               depthwise=group_width == 1, cfg=cfg, act=act)
+    tiles = pl.cdiv(ho, cfg.tile_h) * pl.cdiv(wo, cfg.tile_w)
+    y = pl.pallas_call(
+        kernel,
+        out_shape=jax.ShapeDtypeStruct((n * ho * wo, c), x.dtype),
+        grid=(tiles, n_blocks, n),  # tiles fastest: neighbours share halo rows in L2
+        compiler_params=pltriton.CompilerParams(num_warps=cfg.num_warps, num_stages=cfg.num_stages),
+        cost_estimate=pl.CostEstimate(flops=2 * n * ho * wo * c * k * k * group_width,
+                                      transcendentals=n * ho * wo * c if act != "none" else 0,
+                                      bytes_accessed=x.dtype.itemsize * (x.size + n * ho * wo * c)),
+        interpret=interpret_mode(),
+        name=f"gconv_k{k}_g{group_width}_s{stride}",
+    )(x.reshape(n * h * w, c), wk, bk)
+    return y.reshape(n, ho, wo, c)
