@@ -14,6 +14,9 @@ from dataclasses import dataclass
 
 NORMS = ("batch", "layer", "none")
 ACTS = ("silu", "gelu", "gelu_tanh", "relu", "none")
+# "trunc_normal": conv/dense weights ~ trunc_normal(std=0.02), zero bias (ConvNeXt);
+# "fan_out": conv ~ N(0, 2/fan_out) with fan_out = k*k*cout/groups, classifier ~ U(+-1/sqrt(classes)) (EfficientNet)
+WEIGHT_INITS = ("trunc_normal", "fan_out")
 
 
 def _check(value, allowed, what):
@@ -117,14 +120,20 @@ class MBConvBlock:
     act: str = "silu"
     norm_eps: float = 1e-3
     drop_path: float = 0.0
+    # Overrides int(cin * expand_ratio), e.g. rounded up to a multiple of group_width (only with an expand conv).
+    hidden_channels: int | None = None
 
     def __post_init__(self):
         _check(self.act, ACTS, "activation")
+        if self.hidden_channels is not None and not self.has_expand and self.hidden_channels != self.cin:
+            raise ValueError(f"hidden_channels={self.hidden_channels} needs an expand conv (expand_ratio != 1)")
         if self.hidden % self.group_width:
             raise ValueError(f"hidden={self.hidden} is not divisible by group_width={self.group_width}")
 
     @property
     def hidden(self) -> int:
+        if self.hidden_channels is not None:
+            return self.hidden_channels
         return int(self.cin * self.expand_ratio)
 
     @property
@@ -175,6 +184,11 @@ class ModelSpec:
     resolution: int
     layers: tuple[Layer, ...]
     in_chans: int = 3
+    bn_momentum: float = 0.9  # Flax convention (running = m * running + (1 - m) * batch); PyTorch's 0.1 = 0.9
+    weight_init: str = "trunc_normal"  # one of WEIGHT_INITS
+
+    def __post_init__(self):
+        _check(self.weight_init, WEIGHT_INITS, "weight_init")
 
     @property
     def num_classes(self) -> int:

@@ -1,0 +1,88 @@
+"""ConvFirstNet: ConvNeXt's macro layout with ConvFirst blocks, at <= 90 % of ConvNeXt's MACs.
+
+The paper (Lavin 2024) does not publish its stage table, so this family is our design, made so that
+ConvFirst can be compared with ConvNeXt size for size and run by the block-fusion kernels.
+
+Block (specs.ConvFirstBlock): grouped 3x3 conv, group width 8 -> BN -> 1x1 expand (E=4) -> BN -> SiLU
+-> 1x1 project -> BN -> +x. That is spio's `ConvFirst` module (the author's code); E=4 is its default.
+
+Macro layout (as ConvNeXt, `convnext.convnext_layout`): patchify 4x4/4 stem conv -> norm; four stages at
+1/4, 1/8, 1/16, 1/32 resolution separated by 2x2/2 convs; pool -> norm -> FC. With BatchNorm every
+norm sits after its conv (foldable at inference); stochastic depth rises linearly as in ConvNeXt.
+
+Widths and depths, and why:
+- Start from the ConvNeXt of the same size (T/S: widths 96-192-384-768, B: 128-256-512-1024) so the
+  comparison isolates the block, and keep its depth ratios.
+- Widths must be kernel friendly: powers of two or multiples of 64 (Pallas Triton tiles are powers
+  of two; wgmma/TMA want 16-byte multiples). 96 is neither, so T/S use 64 in stage 1. Stage 1 is
+  where fusion matters most (56x56 maps, memory bound layer by layer: fused intensity 18 + E*C/2
+  MAC/B = 146 at C=64, the H100 ridge), and 64 = a power of two holds all of C in one kernel tile.
+  Stages 2-4 keep ConvNeXt's widths (multiples of 64; compute bound at these widths once fused).
+- A ConvFirst block costs 9*8*C + 8*C^2 MACs per pixel vs ConvNeXt's 49*C + 8*C^2, so with
+  ConvNeXt's depths the family would exceed ConvNeXt (the paper: ConvFirst has *less* arithmetic).
+  Stage-3 depth (ConvNeXt's deepest, 14x14) is trimmed until the model is <= 90 % of ConvNeXt.
+
+MACs at 224 (jaxpr walker, paper convention; ConvNeXt T 4.456, S 8.684, B 15.355 G):
+
+| model | widths | depths | stage GMACs (1/2/3/4) | stem+down+head | total | vs ConvNeXt |
+|---|---|---|---|---|---|---|
+| convfirst_tiny | 64-192-384-768 | 3-3-8-3 | 0.352/0.726/1.893/0.702 | 0.164 | 3.837 | 86.1 % |
+| convfirst_small | 64-192-384-768 | 3-3-24-3 | 0.352/0.726/5.678/0.702 | 0.164 | 7.622 | 87.8 % |
+| convfirst_base | 128-256-512-1024 | 3-3-22-3 | 1.320/1.277/9.203/1.244 | 0.328 | 13.372 | 87.1 % |
+
+(tests/test_models.py checks the <= 90 % bound with the walker.)
+
+Unknown from the paper: its stage table, resolution, norm (BN or a per-pixel norm), activation, E,
+layer scale and stochastic depth, and its accuracy. spio benchmarks the block at C=64 on 64x64 maps
+(= stage 1 of a 256x256 input), consistent with our stage-1 width but not proof of it.
+
+Variants: `*_ln` use a per-pixel LayerNorm after the gconv and ConvNeXt's layer scale 1e-6 (no
+batch statistics, so the fused kernel can also run training); `convfirst_pico` is a 1-channel 8x8
+model for the sklearn-digits demo (trains on a CPU in about a minute).
+"""
+from __future__ import annotations
+
+import functools
+
+from convfirst.models.convnext import convnext_layout
+from convfirst.models.registry import register_model
+from convfirst.models.specs import ModelSpec
+
+# variant -> layout: widths, depths, stem (kernel, stride), native resolution, classes, input channels
+VARIANTS = {
+    "pico": dict(dims=(32, 64), depths=(2, 2), stem=(3, 1), resolution=8, num_classes=10, in_chans=1),
+    "tiny": dict(dims=(64, 192, 384, 768), depths=(3, 3, 8, 3), stem=(4, 4), resolution=224,
+                 num_classes=1000, in_chans=3),
+    "small": dict(dims=(64, 192, 384, 768), depths=(3, 3, 24, 3), stem=(4, 4), resolution=224,
+                  num_classes=1000, in_chans=3),
+    "base": dict(dims=(128, 256, 512, 1024), depths=(3, 3, 22, 3), stem=(4, 4), resolution=224,
+                 num_classes=1000, in_chans=3),
+}
+NORM_EPS = {"batch": 1e-5, "layer": 1e-6, "none": 1e-6}  # PyTorch BN default; ConvNeXt LN
+
+
+def convfirst_spec(variant: str, *, num_classes: int | None = None, resolution: int | None = None,
+                   in_chans: int | None = None, drop_path_rate: float = 0.0, norm: str = "batch",
+                   act: str = "silu", expand_ratio: float = 4.0, kernel_size: int = 3, group_width: int = 8,
+                   layer_scale: float | None = None) -> ModelSpec:
+    """ConvFirstNet `variant` (pico/tiny/small/base); None picks the variant's default."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown ConvFirstNet variant {variant!r}; valid: {', '.join(VARIANTS)}")
+    if norm not in NORM_EPS:
+        raise ValueError(f"unknown norm {norm!r}; valid: {', '.join(NORM_EPS)}")
+    v = VARIANTS[variant]
+    block = dict(kernel_size=kernel_size, group_width=group_width, expand_ratio=expand_ratio, norm=norm,
+                 norm_eps=NORM_EPS[norm], act=act, layer_scale=layer_scale)
+    return convnext_layout(
+        name=f"convfirst_{variant}", family="convfirst", depths=v["depths"], dims=v["dims"], block=block,
+        in_chans=v["in_chans"] if in_chans is None else in_chans,
+        num_classes=v["num_classes"] if num_classes is None else num_classes,
+        resolution=v["resolution"] if resolution is None else resolution,
+        drop_path_rate=drop_path_rate, stem_kernel=v["stem"][0], stem_stride=v["stem"][1])
+
+
+for _variant in VARIANTS:
+    register_model(f"convfirst_{_variant}")(functools.partial(convfirst_spec, _variant))
+    # per-pixel LayerNorm, no BatchNorm anywhere (the fused kernels can run training), ConvNeXt's layer scale
+    register_model(f"convfirst_{_variant}_ln")(
+        functools.partial(convfirst_spec, _variant, norm="layer", layer_scale=1e-6))

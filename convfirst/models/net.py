@@ -1,0 +1,85 @@
+"""`ConvNet`: the one Flax NNX network class, built layer by layer from a `ModelSpec`.
+
+Every family (ConvNeXt, EfficientNet, MBConvNet, ConvFirstNet) is a spec builder; this class turns
+any spec into modules, so the network we run and the cost model read the same description.
+"""
+from __future__ import annotations
+
+import jax.numpy as jnp
+from flax import nnx
+
+from convfirst.models import blocks, layers, specs
+from pallas_kernels import AUTO, OPS
+
+_MODULES = {specs.Conv: layers.ConvNormAct, specs.ConvFirstBlock: blocks.ConvFirstBlock,
+            specs.MBConvBlock: blocks.MBConvBlock}
+_BLOCK_OPS = {specs.ConvFirstBlock: "convfirst_block", specs.MBConvBlock: "mbconv_block"}
+
+
+def resolve_impl(impl, ops=tuple(OPS)) -> dict:
+    """{op name: impl} from one impl for all blocks or a dict per op (missing ops get 'auto').
+
+    An impl is a name, 'auto' or a sequence of names tried in order (see pallas_kernels.registry).
+    Only the ops in `ops` (those the model uses) are checked against their registered implementations.
+    """
+    if isinstance(impl, dict):
+        unknown = sorted(set(impl) - set(OPS))
+        if unknown:
+            raise ValueError(f"unknown block op(s) {unknown} in impl; valid keys: {', '.join(OPS)}")
+        chosen = {op: impl.get(op, AUTO) for op in OPS}
+    else:
+        chosen = dict.fromkeys(OPS, impl)
+    for op in ops:
+        value = chosen[op]
+        names = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+        valid = OPS[op].names + (AUTO,)
+        if not names or any(not isinstance(n, str) or n not in valid for n in names):
+            raise ValueError(f"unknown implementation {value!r} for {op}; valid: {', '.join(valid)}")
+        chosen[op] = value if isinstance(value, str) else names  # hashable: a static attribute
+    return chosen
+
+
+class ConvNet(nnx.Module):
+    """A network from a `ModelSpec`: NHWC images (any float dtype) -> float32 logits.
+
+    `dtype` is the compute dtype (parameters stay float32). `impl` picks the block-op implementation,
+    one for all blocks ('auto', 'xla', 'pallas_fused', ...) or a dict per op, e.g.
+    {'convfirst_block': 'pallas_fused', 'mbconv_block': 'xla'}. `model.eval()` switches BatchNorm to
+    running statistics, disables dropout/drop-path and makes every block run its folded inference form.
+    """
+
+    def __init__(self, spec: specs.ModelSpec, *, rngs: nnx.Rngs, dtype=jnp.float32, impl=AUTO):
+        self.spec = spec
+        self.dtype = dtype
+        impls = resolve_impl(impl, self._ops_used(spec))
+        self.layers = nnx.List([self._build(layer, spec, dtype, impls, rngs) for layer in spec.layers])
+
+    @staticmethod
+    def _ops_used(spec: specs.ModelSpec) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(_BLOCK_OPS[type(l)] for l in spec.layers if type(l) in _BLOCK_OPS))
+
+    @staticmethod
+    def _build(layer, spec, dtype, impls, rngs) -> nnx.Module:
+        if isinstance(layer, specs.Head):
+            return layers.ClassifierHead(layer, model=spec, rngs=rngs)
+        if type(layer) not in _MODULES:
+            raise TypeError(f"no module for layer spec {type(layer).__name__}")
+        op = _BLOCK_OPS.get(type(layer))
+        kwargs = {} if op is None else {"impl": impls[op]}
+        return _MODULES[type(layer)](layer, model=spec, dtype=dtype, rngs=rngs, **kwargs)
+
+    def set_impl(self, impl) -> None:
+        """Switch the block-op implementation(s) in place (same parameters), e.g. for an ablation."""
+        impls = resolve_impl(impl, self._ops_used(self.spec))
+        for layer in self.layers:
+            if type(layer.spec) in _BLOCK_OPS:
+                layer.impl = impls[_BLOCK_OPS[type(layer.spec)]]
+
+    def __call__(self, x):
+        if x.ndim != 4 or x.shape[-1] != self.spec.in_chans:
+            raise ValueError(f"{self.spec.name} expects NHWC images with {self.spec.in_chans} channels, "
+                             f"got shape {tuple(x.shape)}")
+        x = x.astype(self.dtype)
+        for layer in self.layers:
+            x = layer(x)
+        return x
