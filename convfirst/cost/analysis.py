@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from convfirst.cost.hardware import Device, get_device, get_dtype
 from convfirst.cost.layers import LayerCost, layer_costs
-from convfirst.cost.tensor_machine import TileCost, default_tile, split_fused, tile_cost
+from convfirst.cost.tensor_machine import TileCost, choose_tile, split_fused, tile_cost
 from convfirst.cost.waterline import KernelLoad, Waterline, waterline
 from convfirst.models.specs import ModelSpec
 
@@ -101,30 +101,34 @@ def _loads(layer: LayerCost, kernels, batch: int, element_bytes: int) -> list[Ke
     return [KernelLoad(f"{layer.name}.{k.name}", batch * k.macs, k.dram_bytes(batch, element_bytes)) for k in kernels]
 
 
-def analyze_block(layer: LayerCost, device: Device, dtype: str, batch: int) -> BlockAnalysis:
+def analyze_block(layer: LayerCost, device: Device, dtype: str, batch: int,
+                  tile_shape: tuple[int, int] | None = None) -> BlockAnalysis:
     dt = get_dtype(dtype)
     peak, bw = device.peak_macs(dtype), device.dram_bytes_per_s
     layerwise = _loads(layer, layer.kernels, batch, dt.element_bytes)
-    tile, note = None, "layer-wise (not a residual block)"
-    fused = layerwise
+    fused, cost, note = layerwise, None, "layer-wise (not a residual block)"
     if layer.fusable:
-        t = default_tile(layer, dt, device.on_chip_bytes_per_sm)
-        if t is None:
-            note = f"layer-wise (no tile's workspace fits {device.on_chip_bytes_per_sm // 1024} KiB on chip)"
+        tile = choose_tile(layer, dt, device.on_chip_bytes_per_sm, *([(tile_shape,)] if tile_shape else []))
+        if tile is None:
+            note = f"layer-wise (tile workspace exceeds {device.on_chip_bytes_per_sm // 1024} KiB on chip)"
         else:
-            tile = tile_cost(layer, t, dt)
+            cost = tile_cost(layer, tile, dt)
             _, rest = split_fused(layer)
-            fused = [KernelLoad(f"{layer.name}.fused", batch * tile.macs, tile.dram_bytes(batch),
-                                batch * tile.recompute_macs)] + _loads(layer, rest, batch, dt.element_bytes)
+            fused = [KernelLoad(f"{layer.name}.fused", batch * cost.macs, cost.dram_bytes(batch),
+                                batch * cost.recompute_macs)] + _loads(layer, rest, batch, dt.element_bytes)
             note = "fused" if not rest else "fused up to the global pool; SE and projection layer-wise"
-    return BlockAnalysis(layer, waterline(layerwise, peak, bw), waterline(fused, peak, bw), tile, note)
+    return BlockAnalysis(layer, waterline(layerwise, peak, bw), waterline(fused, peak, bw), cost, note)
 
 
-def analyze(spec: ModelSpec, device: str | Device = "h100", batch: int = 128, dtype: str = "bf16") -> ModelAnalysis:
-    """Cost of running `spec` at its resolution on `device` for a batch of `batch` images."""
+def analyze(spec: ModelSpec, device: str | Device = "h100", batch: int = 128, dtype: str = "bf16",
+            tile: tuple[int, int] | None = None) -> ModelAnalysis:
+    """Cost of running `spec` at its resolution on `device` for a batch of `batch` images; `tile`
+    (rows, cols) forces the fused kernels' output tile instead of the largest that fits."""
     device = get_device(device) if isinstance(device, str) else device
     get_dtype(dtype)
     if batch < 1:
         raise ValueError(f"batch must be a positive integer, got {batch}")
-    blocks = tuple(analyze_block(lc, device, dtype, batch) for lc in layer_costs(spec))
+    if tile is not None and (len(tile) != 2 or min(tile) < 1):
+        raise ValueError(f"tile must be two positive integers (rows, cols), got {tile}")
+    blocks = tuple(analyze_block(lc, device, dtype, batch, tile) for lc in layer_costs(spec))
     return ModelAnalysis(spec, device, dtype, batch, blocks)

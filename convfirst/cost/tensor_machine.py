@@ -30,7 +30,9 @@ from convfirst.cost.hardware import DType
 from convfirst.cost.layers import Kernel, LayerCost
 from convfirst.models.specs import ConvFirstBlock, MBConvBlock
 
-TILE_SIDES = (16, 8, 4, 2, 1)
+# Square tile sides tried, largest first: 8x8 = 64 pixels is the paper's minimum for C <= 192 (paper.md 5)
+# and the fused Pallas kernel's default tile; larger tiles need more registers than a CTA can hold.
+TILE_SIDES = (8, 4, 2, 1)
 CHUNKS = (64, 32)  # narrower hidden chunks under-fill the MMA N dimension
 
 
@@ -133,15 +135,16 @@ def tile_cost(layer: LayerCost, tile: Tile, dtype: DType) -> TileCost:
                     recompute, workspace)
 
 
-def default_tile(layer: LayerCost, dtype: DType, on_chip_bytes: int) -> Tile | None:
-    """The largest square tile (then the largest hidden chunk) whose workspace fits in one SM's
-    on-chip memory: larger tiles re-read less halo and re-read weights from L2 fewer times.
-    None when not even a 1x1 tile fits (the block then runs layer-wise)."""
+def choose_tile(layer: LayerCost, dtype: DType, on_chip_bytes: int,
+                sides: tuple[tuple[int, int], ...] = tuple((s, s) for s in TILE_SIDES)) -> Tile | None:
+    """The first tile of `sides` (clipped to the output size), with the largest hidden chunk, whose
+    workspace fits in one SM's on-chip memory: larger tiles re-read less halo and re-read weights
+    from L2 fewer times. None when none fits (the block then runs layer-wise)."""
     block, (ho, wo, _) = layer.spec, layer.out_shape
     chunks = [m for m in CHUNKS if m % block.group_width == 0 and m <= block.hidden] or [block.group_width]
-    for side in TILE_SIDES:
+    for th, tw in sides:
         for m in chunks:
-            tile = Tile(min(side, ho), min(side, wo), m)
+            tile = Tile(min(th, ho), min(tw, wo), m)
             if tile_cost(layer, tile, dtype).workspace_bytes <= on_chip_bytes:
                 return tile
     return None

@@ -1,0 +1,82 @@
+"""The `convfirst models` and `convfirst analyze` subcommands, run in-process through convfirst.cli.main."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from convfirst.cli import main
+from convfirst.cost.layers import model_macs
+from convfirst.models import model_spec
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_models_json(capsys):
+    code, out, _ = run(capsys, "models", "--json")
+    assert code == 0
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert {"convfirst_tiny", "convnext_tiny", "efficientnet_b0"} <= set(rows)
+    cnx = rows["convnext_tiny"]
+    assert cnx["resolution"] == 224 and cnx["params"] == 28_589_128
+    assert cnx["gmacs"] == pytest.approx(4.4555, abs=1e-4)
+    assert cnx["top1"] == pytest.approx(82.07) and "convnext_tiny" in cnx["top1_source"]
+    assert rows["convfirst_tiny"]["top1"] is None
+    assert set(cnx) == {"name", "family", "resolution", "params", "gmacs", "top1", "top1_source"}
+
+
+def test_models_table_and_pattern(capsys):
+    code, out, _ = run(capsys, "models", "convnext*")
+    assert code == 0 and "convnext_large" in out and "efficientnet" not in out
+    code, _, err = run(capsys, "models", "resnet*")
+    assert code == 2 and "no registered model matches 'resnet*'" in err
+
+
+def test_analyze_json(capsys):
+    code, out, _ = run(capsys, "analyze", "convfirst_tiny", "--device", "h100", "--json")
+    assert code == 0
+    d = json.loads(out)
+    spec = model_spec("convfirst_tiny")
+    assert (d["model"], d["batch"], d["dtype"], d["device"]["key"]) == ("convfirst_tiny", 128, "bf16", "h100")
+    assert d["macs_per_image"] == model_macs(spec)
+    assert d["device"]["peak_macs_per_s"] == pytest.approx(494.7e12)
+    assert d["ideal_latency_s"] == pytest.approx(128 * model_macs(spec) / 494.7e12)
+    assert d["ridge_macs_per_byte"] == pytest.approx(147.7, abs=0.1)
+    assert len(d["blocks"]) == len(spec.layers)
+    lw, fu = d["layerwise"], d["fused"]
+    assert fu["waterline_s"] < lw["waterline_s"] and fu["dram_bytes"] < lw["dram_bytes"]
+    for ex in (lw, fu):
+        assert ex["label"] == "waterline (reconstructed)"
+        assert ex["ideal_s"] == pytest.approx(d["ideal_latency_s"])
+        assert ex["waterline_s"] == pytest.approx(sum(k["bound_s"] for k in ex["kernels"]))
+        assert 0 < ex["efficiency_bound"] <= 1
+    block = next(b for b in d["blocks"] if b["kind"] == "convfirst")
+    assert set(block) >= {"macs", "params", "act_bytes", "layerwise", "fused", "tile"}
+    assert block["layerwise"]["bound"] in ("compute", "memory", "mixed")
+    assert block["fused"]["intensity"] > block["layerwise"]["intensity"]
+
+
+def test_analyze_default_model_text_and_plot(capsys, tmp_path):
+    png = tmp_path / "waterline.png"
+    code, out, _ = run(capsys, "analyze", "--batch", "16", "--dtype", "fp16", "--device", "rtx4090",
+                       "--plot", str(png))
+    assert code == 0
+    assert "convfirst_tiny" in out and "waterline" in out and "predicted efficiency" in out
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+@pytest.mark.parametrize("argv,valid", [
+    (("analyze", "resnet50"), "convnext_tiny"),
+    (("analyze", "--device", "v100"), "valid: h100, h100_pcie, h200"),
+    (("analyze", "--dtype", "int8"), "valid: bf16, fp16, fp16_acc16, tf32, fp32"),
+    (("analyze", "--tile", "eight"), "--tile must look like 8x8"),
+])
+def test_analyze_errors_list_valid_choices(capsys, argv, valid):
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert err.startswith("convfirst analyze: error:") and valid in err
