@@ -11,6 +11,11 @@ import sys
 COMMANDS = {
     "models": ("convfirst.commands.models", "list registered models with params, GMACs and published top-1"),
     "analyze": ("convfirst.commands.analyze", "per-block cost, fused vs layer-wise traffic and waterline of a model"),
+    "bench": ("convfirst.commands.bench", "time models and blocks per implementation on this GPU (CSV)"),
+    "tune": ("convfirst.commands.tune", "autotune block kernels of models on this GPU; updates the tuning cache"),
+    "train": ("convfirst.commands.train", "train a model from a config file (resumes from the workdir)"),
+    "eval": ("convfirst.commands.eval", "evaluate the latest or a given checkpoint of a training workdir"),
+    "data": ("convfirst.commands.data", "prepare datasets (offline) as TFDS array_record"),
 }
 
 
@@ -25,7 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # Subcommands that set `accepts_config_overrides` take `--config.KEY=VALUE` arguments (validated there).
+    if extra and not getattr(args, "accepts_config_overrides", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.config_overrides = extra
     try:
         return int(importlib.import_module(args._module).main(args) or 0)
     except (ValueError, KeyError, FileNotFoundError) as e:  # user errors: one clear line, no traceback

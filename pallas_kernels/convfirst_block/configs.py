@@ -41,6 +41,10 @@ class FusedConfig:
         return cls(**d)
 
 
+# f32 projection accumulators (pixels x C) live in registers: 64 KiB per program at most.
+MAX_ACCUMULATOR_ELEMS = 128 * 128
+
+
 def _pow2_divisor(c: int, cap: int) -> int:
     """Largest power of two <= cap dividing c."""
     p = 1
@@ -62,14 +66,20 @@ def heuristic(c: int, hidden: int, group_width: int, h: int, w: int) -> FusedCon
 
 
 def candidates(c: int, hidden: int, group_width: int, h: int, w: int) -> list[FusedConfig]:
-    """The autotuner's search space (filtered to configs the kernel supports)."""
+    """The autotuner's search space, nearest to the heuristic first (so a budget of N configs
+    explores one-knob changes before combinations)."""
     base = heuristic(c, hidden, group_width, h, w)
-    out = {base}
     chunks = [16, 32, 64] if group_width > 1 else [32, 64]
-    for (th, tw), cc, he, nw in itertools.product(
-            [(4, 8), (8, 8), (8, 16), (16, 8)], chunks, [32, 64, 128], [4, 8]):
-        if c % cc or hidden % he or cc % max(group_width, 1) or th * tw * c > 128 * 256:
+    out = set()
+    for (th, tw), cc, he, nw, ns in itertools.product(
+            [(4, 8), (8, 8), (8, 16), (16, 8)], chunks, [32, 64, 128], [4, 8], [2, 3]):
+        if c % cc or hidden % he or cc % max(group_width, 1) or th * tw * c > MAX_ACCUMULATOR_ELEMS:
             continue
         out.add(dataclasses.replace(base, tile_h=th, tile_w=tw, conv_chunk=cc, hidden_chunk=he,
-                                    num_warps=nw))
-    return sorted(out, key=lambda cfg: (cfg != base, tuple(cfg.to_dict().values())))
+                                    num_warps=nw, num_stages=ns))
+    out.add(base)
+
+    def distance(cfg):
+        return sum(a != b for a, b in zip(cfg.to_dict().values(), base.to_dict().values()))
+
+    return sorted(out, key=lambda cfg: (distance(cfg), tuple(cfg.to_dict().values())))

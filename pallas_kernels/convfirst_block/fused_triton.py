@@ -46,6 +46,9 @@ def check(x, params: ConvFirstParams, *, platform=None, group_width: int, act: s
     hidden = params.w_expand.shape[1]
     if c % 16:
         return f"channels C={c} must be a multiple of 16"
+    if c * 64 > configs.MAX_ACCUMULATOR_ELEMS:
+        return (f"C={c} > {configs.MAX_ACCUMULATOR_ELEMS // 64}: f32 accumulators for a 64-pixel tile would "
+                "not fit in registers (such wide stages are compute-bound layer-wise; use xla)")
     if hidden % 16:
         return f"hidden width {hidden} must be a multiple of 16"
     if k % 2 == 0 or k > MAX_KERNEL_SIZE:
@@ -65,6 +68,8 @@ def _config_reason(cfg: configs.FusedConfig, c: int, hidden: int, group_width: i
             return f"{name}={getattr(cfg, name)} must be a power of two"
     if cfg.pixels < 16 or cfg.conv_chunk < 16 or cfg.hidden_chunk < 16 or cfg.out_chunk < 16:
         return "tiles need >= 16 pixels and chunks >= 16 channels (tensor-core dot minimum)"
+    if cfg.pixels * c > configs.MAX_ACCUMULATOR_ELEMS:
+        return f"tile of {cfg.pixels} pixels x C={c} exceeds {configs.MAX_ACCUMULATOR_ELEMS} accumulators"
     if c % cfg.conv_chunk or c % cfg.out_chunk or hidden % cfg.hidden_chunk:
         return (f"chunks (conv {cfg.conv_chunk}, out {cfg.out_chunk}, hidden {cfg.hidden_chunk}) must "
                 f"divide C={c} and hidden={hidden}")

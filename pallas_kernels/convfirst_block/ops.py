@@ -1,6 +1,8 @@
 """The ConvFirst block op with its implementations: `convfirst_block(x, params, impl=...)`."""
 from __future__ import annotations
 
+import logging
+
 from pallas_kernels.convfirst_block import configs, fused_triton
 from pallas_kernels.convfirst_block.reference import ConvFirstParams, convfirst_block_reference
 from pallas_kernels.registry import BlockOp, Implementation
@@ -11,6 +13,16 @@ CONVFIRST_BLOCK.register(Implementation(
     "pallas_fused", fused_triton.convfirst_fused, check=fused_triton.check, interpretable=True,
     config_cls=configs.FusedConfig,
     candidates=lambda prob, p: configs.candidates(prob.c, prob.hidden, prob.group_width, prob.h, prob.w)))
+
+try:  # layer-wise Pallas kernels; a jax without the Pallas Triton backend leaves the op usable with xla
+    from pallas_kernels.convfirst_block import layerwise
+except ImportError as err:
+    logging.getLogger("pallas_kernels").warning("convfirst_block: pallas_layerwise unavailable: %s", err)
+else:
+    CONVFIRST_BLOCK.register(Implementation(
+        "pallas_layerwise", layerwise.convfirst_layerwise, check=layerwise.check, interpretable=True,
+        config_cls=layerwise.LayerwiseConfig,
+        candidates=lambda prob, p: layerwise.candidates(prob.x_shape(), p, **prob.static())))
 
 
 def convfirst_block(x, params: ConvFirstParams, *, group_width: int, act: str = "silu",

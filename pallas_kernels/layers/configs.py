@@ -11,14 +11,14 @@ from pallas_kernels.common import is_pow2, next_pow2
 MIN_DOT = 16  # Triton tensor-core dots need every dimension >= 16
 
 
-def _check_pow2(cfg, names, minimum: int = 1) -> None:
+def check_pow2(cfg, names, minimum: int = 1) -> None:
     for name in names:
         v = getattr(cfg, name)
         if not is_pow2(v) or v < minimum:
             raise ValueError(f"{type(cfg).__name__}.{name}={v} must be a power of two >= {minimum}")
 
 
-def _clamp_pow2(n: int, lo: int, hi: int) -> int:
+def clamp_pow2(n: int, lo: int, hi: int) -> int:
     return min(hi, max(lo, next_pow2(n)))
 
 
@@ -31,7 +31,7 @@ def ranked(base, configs) -> list:
     return sorted({base, *configs}, key=distance)
 
 
-class _Serializable:
+class Serializable:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -44,7 +44,7 @@ class _Serializable:
 
 
 @dataclass(frozen=True)
-class GemmConfig(_Serializable):
+class GemmConfig(Serializable):
     """One program computes a block_m x block_n output tile, looping over K in block_k steps."""
 
     block_m: int = 64
@@ -54,13 +54,13 @@ class GemmConfig(_Serializable):
     num_stages: int = 2
 
     def __post_init__(self):
-        _check_pow2(self, ("block_m", "block_n", "block_k"), MIN_DOT)
+        check_pow2(self, ("block_m", "block_n", "block_k"), MIN_DOT)
 
 
 def gemm_heuristic(m: int, k: int, n: int) -> GemmConfig:
     """Full-width N tiles up to 128, K steps up to 64, 128-row tiles once there are >= 2 waves."""
-    block_n = _clamp_pow2(n, MIN_DOT, 128)
-    block_k = _clamp_pow2(k, MIN_DOT, 64)
+    block_n = clamp_pow2(n, MIN_DOT, 128)
+    block_k = clamp_pow2(k, MIN_DOT, 64)
     n_tiles = -(-n // block_n)
     block_m = 128 if (m // 128) * n_tiles >= 2 * 132 else 64
     num_warps = 8 if block_m * block_n >= 128 * 128 else 4
@@ -70,12 +70,12 @@ def gemm_heuristic(m: int, k: int, n: int) -> GemmConfig:
 def gemm_candidates(m: int, k: int, n: int) -> list[GemmConfig]:
     configs = [GemmConfig(bm, bn, bk, nw, ns) for bm, bn, bk, nw, ns in itertools.product(
         (32, 64, 128), (32, 64, 128), (32, 64), (4, 8), (2, 3))
-        if bn <= _clamp_pow2(n, MIN_DOT, 128) and bk <= _clamp_pow2(k, MIN_DOT, 64)]
+        if bn <= clamp_pow2(n, MIN_DOT, 128) and bk <= clamp_pow2(k, MIN_DOT, 64)]
     return ranked(gemm_heuristic(m, k, n), configs)
 
 
 @dataclass(frozen=True)
-class GConvConfig(_Serializable):
+class GConvConfig(Serializable):
     """One program computes a tile_h x tile_w output-pixel tile of one image for block_c channels.
 
     Depthwise: CUDA-core FMAs on (pixels, block_c) f32 accumulators. Grouped: per tap one tensor-core
@@ -90,7 +90,7 @@ class GConvConfig(_Serializable):
     num_stages: int = 1  # no loop to pipeline: taps are unrolled
 
     def __post_init__(self):
-        _check_pow2(self, ("tile_h", "tile_w", "block_c"))
+        check_pow2(self, ("tile_h", "tile_w", "block_c"))
 
     @property
     def pixels(self) -> int:
@@ -106,7 +106,7 @@ class GConvConfig(_Serializable):
         return None
 
 
-def _tile(h: int, w: int, pixels: int) -> tuple[int, int]:
+def tile_shape(h: int, w: int, pixels: int) -> tuple[int, int]:
     """A tile_h x tile_w tile of `pixels` pixels, no wider than the (power-of-two padded) image."""
     tw = min(next_pow2(w), 8 if pixels <= 64 else 16)
     return max(1, pixels // tw), tw
@@ -114,17 +114,17 @@ def _tile(h: int, w: int, pixels: int) -> tuple[int, int]:
 
 def gconv_heuristic(h: int, w: int, c: int, group_width: int) -> GConvConfig:
     """64-pixel tiles; depthwise 64 channels per program, grouped one 16/32-wide block-diagonal."""
-    th, tw = _tile(h, w, 64)
+    th, tw = tile_shape(h, w, 64)
     if group_width == 1:
-        return GConvConfig(th, tw, _clamp_pow2(c, MIN_DOT, 64), 4)
+        return GConvConfig(th, tw, clamp_pow2(c, MIN_DOT, 64), 4)
     return GConvConfig(th, tw, max(MIN_DOT, group_width), 4)
 
 
 def gconv_candidates(h: int, w: int, c: int, group_width: int) -> list[GConvConfig]:
     chunks = (16, 32, 64, 128) if group_width == 1 else (16, 32)
-    configs = [GConvConfig(*_tile(h, w, pixels), bc, nw)
+    configs = [GConvConfig(*tile_shape(h, w, pixels), bc, nw)
                for pixels, bc, nw in itertools.product((32, 64, 128), chunks, (4, 8))
-               if bc <= _clamp_pow2(c, MIN_DOT, 128)]
+               if bc <= clamp_pow2(c, MIN_DOT, 128)]
     return ranked(gconv_heuristic(h, w, c, group_width),
                   [cfg for cfg in configs if cfg.reason(group_width) is None])
 

@@ -86,28 +86,42 @@ def conv_tap(w_ref, tap: int, window, c0, chunk: int, n_chunks: int, depthwise: 
     return jnp.dot(window, w, preferred_element_type=jnp.float32)
 
 
+def sum_taps(k: int, tap, acc):
+    """acc + sum of tap(dy, dx, dy * k + dx) over the k x k taps: a loop over tap rows with the k
+    taps of a row unrolled. Unrolling all k*k masked loads made compiles slow (5-11 s at k = 7 on
+    the H100, pallas-gpu.md section 9; likewise in interpret mode); the row loop is also one Triton
+    can software-pipeline (num_stages)."""
+    def row(dy, acc):
+        for dx in range(k):
+            acc += tap(dy, dx, dy * k + dx)
+        return acc
+
+    return lax.fori_loop(0, k, row, acc)
+
+
 def _kernel(x_ref, w_ref, b_ref, o_ref, *, h, w, c, ho, wo, k, stride, pad_h, pad_w, depthwise, cfg,
             act):
     th, tw, bc = cfg.tile_h, cfg.tile_w, cfg.block_c
     p = lax.iota(jnp.int32, th * tw)
     tiles_w = pl.cdiv(wo, tw)
-    t = pl.program_id(0)
-    oh = (t // tiles_w) * th + p // tw
-    ow = (t % tiles_w) * tw + p % tw
+    tile = pl.program_id(0)
+    oh = (tile // tiles_w) * th + p // tw
+    ow = (tile % tiles_w) * tw + p % tw
     c0 = pl.program_id(1) * bc
     ch = c0 + lax.iota(jnp.int32, bc)
     ch_ok = ch < c
     ch_in = jnp.minimum(ch, c - 1)
-    img = pl.program_id(2) * h
-    acc = jnp.zeros((th * tw, bc), jnp.float32)
-    for dy in range(k):
-        for dx in range(k):
-            ih, iw = oh * stride + dy - pad_h, ow * stride + dx - pad_w
-            inside = (ih >= 0) & (ih < h) & (iw >= 0) & (iw < w)
-            pix = (img + jnp.clip(ih, 0, h - 1)) * w + jnp.clip(iw, 0, w - 1)
-            window = pltriton.load(x_ref.at[pix[:, None], ch_in[None, :]],
-                                   mask=inside[:, None] & ch_ok[None, :], other=0.0)
-            acc += conv_tap(w_ref, dy * k + dx, window, c0, bc, pl.cdiv(c, bc), depthwise)
+    img = pl.program_id(2) * h  # program ids are read outside the loop (interpret mode needs it)
+
+    def tap(dy, dx, t):
+        ih, iw = oh * stride + dy - pad_h, ow * stride + dx - pad_w
+        inside = (ih >= 0) & (ih < h) & (iw >= 0) & (iw < w)
+        pix = (img + jnp.clip(ih, 0, h - 1)) * w + jnp.clip(iw, 0, w - 1)
+        window = pltriton.load(x_ref.at[pix[:, None], ch_in[None, :]],
+                               mask=inside[:, None] & ch_ok[None, :], other=0.0)
+        return conv_tap(w_ref, t, window, c0, bc, pl.cdiv(c, bc), depthwise)
+
+    acc = sum_taps(k, tap, jnp.zeros((th * tw, bc), jnp.float32))
     y = kernel_activation(act)(acc + b_ref[pl.ds(c0, bc)][None, :])
     valid = (oh < ho) & (ow < wo)
     rows = store_rows((pl.program_id(2) * ho + oh) * wo + ow, valid, o_ref.shape[0])

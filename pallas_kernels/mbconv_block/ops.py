@@ -1,10 +1,27 @@
 """The MBConv block op with its implementations: `mbconv_block(x, params, impl=...)`."""
 from __future__ import annotations
 
-from pallas_kernels.mbconv_block.reference import MBConvParams, mbconv_block_reference
-from pallas_kernels.registry import BlockOp
+import logging
 
-MBCONV_BLOCK = BlockOp("mbconv_block", mbconv_block_reference)
+from pallas_kernels.mbconv_block.reference import MBConvParams, mbconv_block_reference
+from pallas_kernels.registry import BlockOp, Implementation
+
+MBCONV_BLOCK = BlockOp("mbconv_block", mbconv_block_reference,
+                      auto_order=lambda x, p, static: ("pallas_fused", "xla"))
+
+try:  # Pallas kernels; a jax without the Pallas Triton backend leaves the op usable with xla
+    from pallas_kernels.mbconv_block import configs, fused_triton, layerwise
+except ImportError as err:
+    logging.getLogger("pallas_kernels").warning("mbconv_block: Pallas implementations unavailable: %s", err)
+else:
+    MBCONV_BLOCK.register(Implementation(
+        "pallas_fused", fused_triton.mbconv_fused, check=fused_triton.check, interpretable=True,
+        config_cls=configs.FusedConfig,
+        candidates=lambda prob, p: configs.candidates(prob.x_shape(), p, **prob.static())))
+    MBCONV_BLOCK.register(Implementation(
+        "pallas_layerwise", layerwise.mbconv_layerwise, check=layerwise.check, interpretable=True,
+        config_cls=layerwise.LayerwiseConfig,
+        candidates=lambda prob, p: layerwise.candidates(prob.x_shape(), p, **prob.static())))
 
 
 def mbconv_block(x, params: MBConvParams, *, group_width: int = 1, stride: int = 1, act: str = "silu",

@@ -34,6 +34,14 @@ class MBConvParams(NamedTuple):
     se: SqueezeExcite | None = None
 
 
+def squeeze_excite(h, se: SqueezeExcite, f):
+    """h * sigmoid(se_expand(f(se_reduce(mean_hw(h))))) in float32 (h is f32 NHWC)."""
+    s = h.mean((1, 2))
+    s = f(s @ se.w_reduce.astype(jnp.float32) + se.b_reduce.astype(jnp.float32))
+    s = jax.nn.sigmoid(s @ se.w_expand.astype(jnp.float32) + se.b_expand.astype(jnp.float32))
+    return h * s[:, None, None, :]
+
+
 def mbconv_block_reference(x, p: MBConvParams, *, group_width: int = 1, stride: int = 1,
                            act: str = "silu", residual: bool = True):
     dtype = x.dtype
@@ -41,10 +49,7 @@ def mbconv_block_reference(x, p: MBConvParams, *, group_width: int = 1, stride: 
     h = x if p.w_expand is None else f(dense(x, p.w_expand, p.b_expand)).astype(dtype)
     h = f(grouped_conv(h, p.w_conv, group_width, stride) + p.b_conv.astype(jnp.float32))
     if p.se is not None:
-        s = h.mean((1, 2))
-        s = f(s @ p.se.w_reduce.astype(jnp.float32) + p.se.b_reduce.astype(jnp.float32))
-        s = jax.nn.sigmoid(s @ p.se.w_expand.astype(jnp.float32) + p.se.b_expand.astype(jnp.float32))
-        h = h * s[:, None, None, :]
+        h = squeeze_excite(h, p.se, f)
     y = dense(h.astype(dtype), p.w_project, p.b_project)
     if residual:
         y = y + x.astype(jnp.float32)

@@ -1,0 +1,144 @@
+"""Inference benchmark of whole models and of their residual blocks, one row per (model|block, impl).
+
+Every figure goes through `pallas_kernels.timing` (one protocol for all implementations) on
+synthetic device-resident inputs (fresh normal noise: the benchmark times compute, not the input
+pipeline), and every row carries device, dtype, batch, layout, impl, protocol, jax version and commit.
+Columns follow timm's benchmark.py (`infer_samples_per_sec`, `infer_step_time`, `param_count` in
+millions, `infer_gmacs` per image) plus efficiency columns (MACs / (time x peak)).
+"""
+from __future__ import annotations
+
+import collections
+import functools
+import platform
+import subprocess
+
+import jax
+import jax.numpy as jnp
+
+from convfirst.cost.hardware import device_from_jax, get_dtype
+from convfirst.cost.layers import layer_costs, model_params
+from convfirst.models import create_model, model_spec
+from convfirst.models.specs import ConvFirstBlock, MBConvBlock, ModelSpec
+from pallas_kernels import OPS
+from pallas_kernels.problems import BlockProblem
+from pallas_kernels.timing import Protocol, Timing, time_call
+
+COLUMNS = (
+    "kind", "model", "block", "block_count", "impl", "infer_img_size", "infer_batch_size", "dtype", "layout",
+    "infer_samples_per_sec", "infer_step_time", "infer_wall_time", "param_count", "infer_gmacs", "infer_macts",
+    "achieved_tmacs", "peak_tmacs_datasheet", "eff_datasheet", "peak_tmacs_matmul", "eff_matmul",
+    "device", "timing_method", "protocol", "rotations", "jax_version", "commit", "status",
+)
+
+
+COMPUTE_DTYPES = {"bf16": jnp.bfloat16, "fp16": jnp.float16}
+
+
+def compute_dtype(name: str):
+    """The activation dtype the kernels run in for a precision name of the hardware table."""
+    get_dtype(name)  # unknown names: error listing the valid ones
+    try:
+        return COMPUTE_DTYPES[name]
+    except KeyError:
+        raise ValueError(f"benchmarks run in {', '.join(COMPUTE_DTYPES)}; got {name!r}") from None
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def block_problems(spec: ModelSpec, batch: int) -> list[tuple[BlockProblem, int]]:
+    """The distinct residual-block calls of a model with how often each occurs."""
+    counts = collections.Counter()
+    for lc in layer_costs(spec):
+        s, (h, w, c) = lc.spec, lc.in_shape
+        if isinstance(s, ConvFirstBlock):
+            prob = BlockProblem("convfirst_block", batch, h, w, c, s.hidden, s.kernel_size, s.group_width,
+                                s.act, layer_norm=s.norm == "layer")
+        elif isinstance(s, MBConvBlock):
+            prob = BlockProblem("mbconv_block", batch, h, w, c, s.hidden, s.kernel_size, s.group_width, s.act,
+                                cout=s.cout, stride=s.stride, expand=s.has_expand, se_channels=s.se_channels,
+                                residual=s.has_residual)
+        else:
+            continue
+        counts[prob] += 1
+    return list(counts.items())
+
+
+@functools.cache
+def environment(dtype: str) -> dict:
+    dev = jax.devices()[0]
+    row = {"device": dev.device_kind, "jax_version": jax.__version__, "commit": git_commit(),
+           "host": platform.node(), "layout": "NHWC", "dtype": dtype}
+    try:
+        row["peak_tmacs_datasheet"] = device_from_jax(dev).peak_macs(dtype) / 1e12
+    except ValueError:
+        row["peak_tmacs_datasheet"] = None
+    return row
+
+
+def _efficiency(row: dict, macs_per_call: float, t: Timing, peak_matmul: float | None) -> dict:
+    achieved = macs_per_call / (t.median_ms * 1e-3) / 1e12
+    peak = row.get("peak_tmacs_datasheet")
+    row.update(infer_step_time=t.median_ms, infer_wall_time=t.wall_median_ms, achieved_tmacs=achieved,
+               eff_datasheet=achieved / peak if peak else None, peak_tmacs_matmul=peak_matmul,
+               eff_matmul=achieved / peak_matmul if peak_matmul else None, timing_method=t.method,
+               rotations=t.rotations,
+               infer_samples_per_sec=row["infer_batch_size"] * 1e3 / t.median_ms)
+    return row
+
+
+def bench_model(name: str, impl, *, batch: int, dtype: str = "bf16", protocol: Protocol = Protocol(),
+                peak_matmul: float | None = None, resolution: int | None = None) -> dict:
+    """One model's forward pass (eval mode, BN folded in the block ops) at `batch`."""
+    from flax import nnx
+
+    dt = compute_dtype(dtype)
+    spec = model_spec(name, **({"resolution": resolution} if resolution else {}))
+    model = create_model(name, dtype=dt, impl=impl, **({"resolution": resolution} if resolution else {}))
+    model.eval()
+    graphdef, state = nnx.split(model)
+    r = spec.resolution
+    costs = layer_costs(spec)
+    macs = sum(lc.macs for lc in costs)
+
+    def forward(state, x):
+        return nnx.merge(graphdef, state)(x)
+
+    def make(i):
+        return state, jax.random.normal(jax.random.key(i), (batch, r, r, spec.in_chans), jnp.float32).astype(dt)
+
+    t = time_call(forward, make, protocol=protocol)
+    row = dict(environment(dtype), kind="model", model=name, block="", block_count=1,
+               impl=impl if isinstance(impl, str) else ",".join(f"{k}={v}" for k, v in sorted(impl.items())),
+               infer_img_size=r, infer_batch_size=batch, param_count=model_params(spec) / 1e6,
+               infer_gmacs=macs / 1e9, infer_macts=sum(lc.out_elements for lc in costs) / 1e6,
+               protocol=protocol.describe(), status="ok")
+    row = _efficiency(row, macs * batch, t, peak_matmul)
+    row["per_kernel"] = t.per_kernel
+    return row
+
+
+def bench_block(problem: BlockProblem, impl: str, *, dtype: str = "bf16", protocol: Protocol = Protocol(),
+                peak_matmul: float | None = None, model: str = "", count: int = 1) -> dict:
+    """One residual-block op call at the problem's batch, forced to `impl`."""
+    dt = compute_dtype(dtype)
+    op = OPS[problem.op]
+    params = problem.make_params(jax.random.key(1))
+    static = problem.static()
+    row = dict(environment(dtype), kind="block", model=model, block=problem.label(), block_count=count, impl=impl,
+               infer_img_size=problem.h, infer_batch_size=problem.batch, param_count=None,
+               infer_gmacs=problem.macs() / problem.batch / 1e9, infer_macts=None,
+               protocol=protocol.describe())
+    x0 = problem.make_x(jax.random.key(0), dt)
+    reason = op.why_unsupported(impl, x0, params, jax.default_backend(), **static)
+    if reason:
+        return dict(row, status=f"unsupported: {reason}")
+    t = time_call(lambda x: op(x, params, impl=impl, **static),
+                  lambda i: (problem.make_x(jax.random.key(10 + i), dt),), protocol=protocol)
+    return dict(_efficiency(row, problem.macs(), t, peak_matmul), status="ok")

@@ -1,0 +1,88 @@
+"""`convfirst bench`: inference latency, throughput and computational efficiency on this device.
+
+    convfirst bench --models convfirst_tiny,convnext_tiny --impl xla,pallas_fused --batch 128 \
+        --dtype bf16 --blocks --csv benchmarks/results/h100_infer.csv
+"""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+
+
+def add_arguments(p):
+    p.add_argument("--models", required=True, help="comma-separated registered model names")
+    p.add_argument("--impl", default="xla,auto", help="comma-separated block implementations to compare "
+                   "(xla, pallas_fused, pallas_layerwise, auto)")
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--dtype", default="bf16", help="bf16 or fp16")
+    p.add_argument("--blocks", action="store_true", help="also time each distinct residual block of each model")
+    p.add_argument("--no-models", action="store_true", help="only the per-block rows (with --blocks)")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--iters", type=int, default=50)
+    p.add_argument("--no-matmul-peak", action="store_true", help="skip measuring the matmul peak")
+    p.add_argument("--no-retry", action="store_true", help="do not halve the batch on out-of-memory")
+    p.add_argument("--csv", help="write rows here (stable columns: convfirst.benchmark.COLUMNS)")
+    p.add_argument("--jsonl", help="also append full rows (per-kernel times included) as JSON lines")
+
+
+def _retrying(fn, batch: int, retry: bool):
+    """timm's OOM retry: halve the batch until it fits (the row records the batch that ran)."""
+    while True:
+        try:
+            return fn(batch)
+        except Exception as e:  # XlaRuntimeError has no stable import path
+            if not retry or "RESOURCE_EXHAUSTED" not in str(e) or batch == 1:
+                raise
+            print(f"  out of memory at batch {batch}; retrying at {batch // 2}", file=sys.stderr)
+            batch //= 2
+
+
+def main(args):
+    from convfirst import benchmark
+    from convfirst.models import list_models, model_spec
+    from pallas_kernels.timing import Protocol, matmul_peak_tmacs
+
+    names = [m for m in args.models.split(",") if m]
+    for name in names:
+        model_spec(name)  # unknown names fail here, before any GPU work
+    impls = [i for i in args.impl.split(",") if i]
+    benchmark.compute_dtype(args.dtype)
+    protocol = Protocol(warmup=args.warmup, iterations=args.iters)
+    dt = benchmark.compute_dtype(args.dtype)
+    peak = None if args.no_matmul_peak else matmul_peak_tmacs(dt)
+    if peak:
+        print(f"measured matmul peak: {peak:.1f} TMAC/s ({args.dtype}, 8192^3)")
+    rows = []
+    for name in names:
+        for impl in impls:
+            if not args.no_models:
+                rows.append(_retrying(lambda b: benchmark.bench_model(
+                    name, impl, batch=b, dtype=args.dtype, protocol=protocol, peak_matmul=peak),
+                    args.batch, not args.no_retry))
+                _print(rows[-1])
+            if args.blocks:
+                for prob, count in benchmark.block_problems(model_spec(name), args.batch):
+                    rows.append(benchmark.bench_block(prob, impl, dtype=args.dtype, protocol=protocol,
+                                                      peak_matmul=peak, model=name, count=count))
+                    _print(rows[-1])
+    if args.csv:
+        with open(args.csv, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=benchmark.COLUMNS, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+    if args.jsonl:
+        with open(args.jsonl, "a") as f:
+            for r in rows:
+                f.write(json.dumps(r, default=str) + "\n")
+    return 0
+
+
+def _print(r):
+    if r.get("status") != "ok":
+        print(f"{r['model']:18s} {r['block'] or '(model)':52s} {r['impl']:16s} {r['status']}")
+        return
+    eff = r["eff_datasheet"]
+    print(f"{r['model']:18s} {r['block'] or '(model)':52s} {r['impl']:16s} {r['infer_step_time']:9.4f} ms "
+          f"{r['infer_samples_per_sec']:10.0f} img/s {r['achieved_tmacs']:7.1f} TMAC/s "
+          f"{100 * eff if eff else float('nan'):5.1f}% of datasheet", flush=True)

@@ -1,0 +1,40 @@
+"""`convfirst tune`: autotune the block implementations of models on this GPU and update the cache.
+
+    convfirst tune --models convfirst_tiny,mbconvnet_b0 --batch 128 --dtype bf16 --max-configs 12
+"""
+from __future__ import annotations
+
+
+def add_arguments(p):
+    p.add_argument("--models", required=True, help="comma-separated registered model names")
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--dtype", default="bf16")
+    p.add_argument("--max-configs", type=int, default=12, help="candidate tile configs per implementation")
+    p.add_argument("--impls", default="", help="restrict to these implementations (default: all registered)")
+
+
+def main(args):
+    import jax
+
+    from convfirst.benchmark import block_problems, compute_dtype
+    from convfirst.models import model_spec
+    from pallas_kernels import autotune
+
+    if jax.default_backend() != "gpu":
+        raise ValueError("tuning times kernels and needs a GPU (this host's backend is "
+                         f"{jax.default_backend()})")
+    dt = compute_dtype(args.dtype)
+    seen, results = set(), []
+    for name in args.models.split(","):
+        for prob, _ in block_problems(model_spec(name), args.batch):
+            if prob in seen:
+                continue
+            seen.add(prob)
+            print(f"{name}: {prob.label()}", flush=True)
+            impls = [i for i in args.impls.split(",") if i] or None
+            r = autotune.tune(prob, dtype=dt, impls=impls, max_configs=args.max_configs)
+            print(f"  best {r['best_impl']}: " + ", ".join(f"{k} {v:.4f} ms" for k, v in r["times_ms"].items()))
+            results.append(r)
+    path = autotune.write_entries(results, args.batch)
+    print(f"wrote {len(results)} entries to {path}")
+    return 0
