@@ -22,6 +22,8 @@ if "cf" in args.shapes:
 if "cn" in args.shapes:
     probs += [BlockProblem("convfirst_block", B, s, s, c, 4 * c, kernel_size=7, group_width=1, act="gelu", layer_norm=True)
               for s, c in [(56, 96), (28, 192)]]
+if "diag" in args.shapes:  # k=1 isolates the MLP part of the fused kernel from the grouped conv
+    probs += [BlockProblem("convfirst_block", B, s, s, c, 4 * c, kernel_size=kk) for s, c in [(56, 64), (28, 192)] for kk in (1, 3)]
 if "mb" in args.shapes:
     probs += [BlockProblem("mbconv_block", B, s, s, c, 6 * c, kernel_size=k, group_width=1) for s, c, k in [(56, 24, 3), (28, 40, 5), (14, 80, 3)]]
 dt = jnp.bfloat16

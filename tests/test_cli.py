@@ -80,3 +80,13 @@ def test_analyze_errors_list_valid_choices(capsys, argv, valid):
     code, out, err = run(capsys, *argv)
     assert code == 2 and out == ""
     assert err.startswith("convfirst analyze: error:") and valid in err
+
+
+def test_analyze_resolution_and_tile_overrides(capsys):
+    code, out, _ = run(capsys, "analyze", "convnext_tiny", "--resolution", "112", "--tile", "4x4", "--batch", "2",
+                       "--json")
+    assert code == 0
+    d = json.loads(out)
+    assert d["resolution"] == 112 and d["batch"] == 2
+    assert d["macs_per_image"] == model_macs(model_spec("convnext_tiny").replace(resolution=112))
+    assert {b["tile"]["tile"] for b in d["blocks"] if "tile" in b} == {"4x4/m64"}

@@ -91,7 +91,7 @@ def _print_report(result, plot) -> None:
     out.print(table)
 
     lw, fu = d["layerwise"], d["fused"]
-    summary = Table(title="waterline (reconstructed) = sum of max(compute, memory) per kernel")
+    summary = Table(title="summary")
     for col in ["", "layer-wise", "block-fused"]:
         summary.add_column(col, justify="left" if not col else "right")
     rows = [("kernels (memory-bound)", f"{lw['num_kernels']} ({lw['memory_bound_kernels']})",
@@ -108,6 +108,8 @@ def _print_report(result, plot) -> None:
     for row in rows:
         summary.add_row(*row)
     out.print(summary)
+    out.print("waterline (reconstructed) = sum over kernels of max(MACs / peak, DRAM bytes / bandwidth); "
+              "efficiency <= ideal / waterline")
     out.print(f"{d['params']:,} params, {d['gmacs']:.3f} GMACs/img; {dev['name']} {d['dtype']}: "
               f"{dev['peak_macs_per_s'] / 1e12:.1f} TMAC/s dense, {dev['dram_bytes_per_s'] / 1e12:.2f} TB/s, "
               f"ridge {dev['ridge_macs_per_byte']:.1f} MAC/B ({dev['source']})")

@@ -112,7 +112,7 @@ def tile_cost(layer: LayerCost, tile: Tile, dtype: DType) -> TileCost:
     block, (h, w, c) = layer.spec, layer.in_shape
     fused, rest = split_fused(layer)
     eb, ab = dtype.element_bytes, dtype.accumulator_bytes
-    k, s, g, m = block.kernel_size, block.stride, block.group_width, tile.chunk
+    k, s, m = block.kernel_size, block.stride, tile.chunk
     rows, rows_once, th_n = _axis(h, k, s, tile.h)
     cols, cols_once, tw_n = _axis(w, k, s, tile.w)
     in_r, in_c = min((tile.h - 1) * s + k, h), min((tile.w - 1) * s + k, w)
