@@ -89,4 +89,5 @@ def test_analyze_resolution_and_tile_overrides(capsys):
     d = json.loads(out)
     assert d["resolution"] == 112 and d["batch"] == 2
     assert d["macs_per_image"] == model_macs(model_spec("convnext_tiny").replace(resolution=112))
-    assert {b["tile"]["tile"] for b in d["blocks"] if "tile" in b} == {"4x4/m64"}
+    # 4x4 everywhere, clipped to the 3x3 maps of the last stage
+    assert {b["tile"]["tile"] for b in d["blocks"] if "tile" in b} == {"4x4/m64", "3x3/m64"}
