@@ -237,6 +237,8 @@ def test_analysis_fused_vs_layerwise():
     assert a.ideal_s == pytest.approx(8 * a.macs / 494.7e12)
     d = json.loads(json.dumps(a.to_dict()))
     assert d["blocks"][1]["tile"]["tile"] == "8x8/m64" and d["blocks"][0]["fused_as"].startswith("layer-wise")
+    # each full 8x8 tile re-reads the block's weights from L2 for 64 pixels: ~64 / 2 bytes MAC per byte
+    assert d["blocks"][1]["tile"]["l2_weight_intensity"] == pytest.approx(32, rel=0.02)
     assert math.isclose(d["fused"]["efficiency_bound"], a.ideal_s / a.fused.waterline_s)
 
 

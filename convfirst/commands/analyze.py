@@ -105,6 +105,11 @@ def _print_report(result, plot) -> None:
             ("roofline (optimistic)", _ms(lw["roofline_s"]), _ms(fu["roofline_s"])),
             ("predicted efficiency <=", f"{lw['efficiency_bound']:.1%}", f"{fu['efficiency_bound']:.1%}"),
             ("throughput <=", f"{batch / lw['waterline_s']:,.0f} img/s", f"{batch / fu['waterline_s']:,.0f} img/s")]
+    tiles = [b["tile"] for b in d["blocks"] if "tile" in b]
+    if tiles:  # weights re-read per tile from L2: outside the DRAM waterline, shown so it is not forgotten
+        rows.append(("L2 weight re-reads (not in waterline)", "-",
+                     f"{sum(t['l2_weight_bytes'] for t in tiles) / 1e9:.2f} GB, "
+                     f">= {min(t['l2_weight_intensity'] for t in tiles):.0f} MAC/B"))
     for row in rows:
         summary.add_row(*row)
     out.print(summary)

@@ -34,7 +34,10 @@ class BlockAnalysis:
             d["tile"] = {"tile": str(t.tile), "tiles_per_image": t.tiles_per_image, "in_tile": list(t.in_tile),
                          "halo_read_bytes": batch * t.halo_read_bytes, "recompute_macs": batch * t.recompute_macs,
                          "workspace_bytes": t.workspace_bytes, "workspace": t.workspace,
-                         "l2_weight_bytes": t.l2_weight_bytes(batch)}
+                         "l2_weight_bytes": t.l2_weight_bytes(batch),
+                         # executed MACs per byte of weights re-read from L2 (not in the DRAM waterline):
+                         # = tile pixels / element bytes; low for wide blocks with small tiles
+                         "l2_weight_intensity": (t.macs + t.recompute_macs) / (t.tiles_per_image * t.weight_bytes)}
         return d
 
 
