@@ -20,6 +20,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
@@ -44,8 +45,8 @@ def check(x, params: ConvFirstParams, *, platform=None, group_width: int, act: s
         return f"expects NHWC input, got shape {tuple(x.shape)}"
     k, _, _, c = params.w_conv.shape
     hidden = params.w_expand.shape[1]
-    if c % 16:
-        return f"channels C={c} must be a multiple of 16"
+    if c < 16 or not _is_pow2(c):
+        return f"channels C={c} must be a power of two >= 16 (Triton value shapes)"
     if c * 64 > configs.MAX_ACCUMULATOR_ELEMS:
         return (f"C={c} > {configs.MAX_ACCUMULATOR_ELEMS // 64}: f32 accumulators for a 64-pixel tile would "
                 "not fit in registers (such wide stages are compute-bound layer-wise; use xla)")
@@ -63,16 +64,15 @@ def check(x, params: ConvFirstParams, *, platform=None, group_width: int, act: s
 
 
 def _config_reason(cfg: configs.FusedConfig, c: int, hidden: int, group_width: int) -> str | None:
-    for name in ("tile_h", "tile_w", "conv_chunk", "out_chunk", "hidden_chunk"):
+    for name in ("tile_h", "tile_w", "conv_chunk", "hidden_chunk"):
         if not _is_pow2(getattr(cfg, name)):
             return f"{name}={getattr(cfg, name)} must be a power of two"
-    if cfg.pixels < 16 or cfg.conv_chunk < 16 or cfg.hidden_chunk < 16 or cfg.out_chunk < 16:
+    if cfg.pixels < 16 or cfg.conv_chunk < 16 or cfg.hidden_chunk < 16:
         return "tiles need >= 16 pixels and chunks >= 16 channels (tensor-core dot minimum)"
     if cfg.pixels * c > configs.MAX_ACCUMULATOR_ELEMS:
         return f"tile of {cfg.pixels} pixels x C={c} exceeds {configs.MAX_ACCUMULATOR_ELEMS} accumulators"
-    if c % cfg.conv_chunk or c % cfg.out_chunk or hidden % cfg.hidden_chunk:
-        return (f"chunks (conv {cfg.conv_chunk}, out {cfg.out_chunk}, hidden {cfg.hidden_chunk}) must "
-                f"divide C={c} and hidden={hidden}")
+    if c % cfg.conv_chunk or hidden % cfg.hidden_chunk:
+        return f"chunks (conv {cfg.conv_chunk}, hidden {cfg.hidden_chunk}) must divide C={c} and hidden={hidden}"
     if group_width > 1 and cfg.conv_chunk % group_width:
         return f"conv_chunk={cfg.conv_chunk} must be a multiple of group_width={group_width}"
     return None
@@ -93,68 +93,79 @@ def block_diagonal_conv_weights(w_conv, group_width: int, chunk: int):
     return jnp.where(i_glob // g == o_glob // g, vals, 0).reshape(k * k * n * chunk, chunk)
 
 
+def join_order(n_chunks: int, chunk: int):
+    """Channel order of `_join(split(t))`: joined[:, p] == t[:, order[p]] (host-side permutation)."""
+    parts = [np.arange(j * chunk, (j + 1) * chunk) for j in range(n_chunks)]
+    while len(parts) > 1:
+        parts = [np.stack([a, b], axis=-1).reshape(-1) for a, b in zip(parts[::2], parts[1::2])]
+    return parts[0]
+
+
+def _join(parts):
+    """Chunks -> one (pixels, C) value. Triton has no general concatenate; pairwise joins (tt.join)
+    interleave channels, which `join_order` undoes by permuting the expand weights on the host."""
+    while len(parts) > 1:
+        parts = [jnp.stack([a, b], axis=-1).reshape(a.shape[0], 2 * a.shape[1])
+                 for a, b in zip(parts[::2], parts[1::2])]
+    return parts[0]
+
+
 def _kernel(x_ref, wc_ref, bc_ref, lns_ref, lnb_ref, w1_ref, b1_ref, w2_ref, b2_ref, o_ref, *,
             h, w, c, hidden, k, depthwise, cfg, act, residual, layer_norm, ln_eps):
-    th, tw, cw, ow, be = cfg.tile_h, cfg.tile_w, cfg.conv_chunk, cfg.out_chunk, cfg.hidden_chunk
+    th, tw, cw, be = cfg.tile_h, cfg.tile_w, cfg.conv_chunk, cfg.hidden_chunk
     bm = th * tw
     f32 = jnp.float32
-    n_conv, n_out = c // cw, c // ow
+    n_conv = c // cw
     p = lax.iota(jnp.int32, bm)
     rows = pl.program_id(1) * th + lax.shift_right_logical(p, tw.bit_length() - 1)
     cols = pl.program_id(2) * tw + (p & (tw - 1))
     inside = (rows < h) & (cols < w)
+    ch = lax.iota(jnp.int32, c)
 
-    def load_x(rr, cc, ok, c0, width):
-        ch = c0 + lax.iota(jnp.int32, width)
+    def load_x(rr, cc, ok):  # (pixels, C): one wide gather, zeros outside the image
         ref = x_ref.at[jnp.clip(rr, 0, h - 1)[:, None], jnp.clip(cc, 0, w - 1)[:, None], ch[None, :]]
-        return pltriton.load(ref, mask=jnp.broadcast_to(ok[:, None], (bm, width)), other=0.0)
+        return pltriton.load(ref, mask=jnp.broadcast_to(ok[:, None], (bm, c)), other=0.0)
 
-    # 1. grouped k x k conv, taps outer so each tap's indices and mask are computed once.
-    t = [jnp.zeros((bm, cw), f32) for _ in range(n_conv)]
+    # 1. k x k conv; taps outer, each tap one load of all channels (halo re-reads hit L1/L2).
+    t = jnp.zeros((bm, c), f32) if depthwise else [jnp.zeros((bm, cw), f32)] * n_conv
     for dy in range(k):
         for dx in range(k):
             rr, cc = rows + (dy - k // 2), cols + (dx - k // 2)
-            ok = inside & (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
+            xt = load_x(rr, cc, inside & (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w))
             tap = dy * k + dx
-            for j in range(n_conv):
-                xt = load_x(rr, cc, ok, j * cw, cw)
-                if depthwise:
-                    t[j] = t[j] + xt.astype(f32) * wc_ref[tap, pl.ds(j * cw, cw)][None, :]
-                else:
-                    wt = wc_ref[pl.ds((tap * n_conv + j) * cw, cw), :]
-                    t[j] = t[j] + jnp.dot(xt, wt, preferred_element_type=f32)
-    t = [t[j] + bc_ref[pl.ds(j * cw, cw)][None, :] for j in range(n_conv)]
+            if depthwise:  # CUDA-core FMAs
+                t = t + xt.astype(f32) * wc_ref[tap, :][None, :]
+                continue
+            parts = jnp.split(xt, n_conv, axis=1) if n_conv > 1 else [xt]
+            t = [t[j] + jnp.dot(parts[j], wc_ref[pl.ds((tap * n_conv + j) * cw, cw), :],
+                                preferred_element_type=f32) for j in range(n_conv)]
+    if not depthwise:
+        t = _join(t)  # channels now in join_order; all per-channel vectors below are permuted alike
+    t = t + bc_ref[...][None, :]
     if layer_norm:
-        mean = sum(v.sum(axis=1) for v in t) / c
-        var = sum(jnp.square(v - mean[:, None]).sum(axis=1) for v in t) / c
-        inv = lax.rsqrt(var + ln_eps)
-        t = [(v - mean[:, None]) * inv[:, None] * lns_ref[pl.ds(j * cw, cw)][None, :]
-             + lnb_ref[pl.ds(j * cw, cw)][None, :] for j, v in enumerate(t)]
-    t = [v.astype(x_ref.dtype) for v in t]
+        mean = t.sum(axis=1) / c
+        centered = t - mean[:, None]
+        inv = lax.rsqrt((centered * centered).sum(axis=1) / c + ln_eps)
+        t = centered * inv[:, None] * lns_ref[...][None, :] + lnb_ref[...][None, :]
+    t = t.astype(x_ref.dtype)
     activation = kernel_activation(act)
 
-    # 2. MLP streamed over hidden chunks; the hidden activation stays in registers.
+    # 2. MLP streamed over hidden chunks; the hidden activation stays on chip.
     def body(e, acc):
         hs = pl.ds(e * be, be)
-        hid = jnp.zeros((bm, be), f32)
-        for j in range(n_conv):
-            hid = hid + jnp.dot(t[j], w1_ref[pl.ds(j * cw, cw), hs], preferred_element_type=f32)
-        hid = activation(hid + b1_ref[hs][None, :]).astype(x_ref.dtype)
-        return tuple(a + jnp.dot(hid, w2_ref[hs, pl.ds(o * ow, ow)], preferred_element_type=f32)
-                     for o, a in enumerate(acc))
+        hid = jnp.dot(t, w1_ref[:, hs], preferred_element_type=f32) + b1_ref[hs][None, :]
+        return acc + jnp.dot(activation(hid).astype(x_ref.dtype), w2_ref[hs, :], preferred_element_type=f32)
 
-    acc = lax.fori_loop(0, hidden // be, body, tuple(jnp.zeros((bm, ow), f32) for _ in range(n_out)))
+    acc = lax.fori_loop(0, hidden // be, body, jnp.zeros((bm, c), f32))
 
-    # 3. epilogue: bias, residual, one store.
-    for o in range(n_out):
-        y = acc[o] + b2_ref[pl.ds(o * ow, ow)][None, :]
-        if residual:
-            y = y + load_x(rows, cols, inside, o * ow, ow).astype(f32)
-        ch = o * ow + lax.iota(jnp.int32, ow)
-        # Unclipped: masked-out pixels point past the image, which the GPU never touches and the
-        # interpreter's scatter drops (clipping would alias them onto real pixels of this tile).
-        dst = o_ref.at[rows[:, None], cols[:, None], ch[None, :]]
-        pltriton.store(dst, y.astype(o_ref.dtype), mask=jnp.broadcast_to(inside[:, None], (bm, ow)))
+    # 3. epilogue: bias, residual (x re-read from L2), one store of all channels.
+    y = acc + b2_ref[...][None, :]
+    if residual:
+        y = y + load_x(rows, cols, inside).astype(f32)
+    # Unclipped: masked-out pixels point past the image, which the GPU never touches and the
+    # interpreter's scatter drops (clipping would alias them onto real pixels of this tile).
+    pltriton.store(o_ref.at[rows[:, None], cols[:, None], ch[None, :]], y.astype(o_ref.dtype),
+                   mask=jnp.broadcast_to(inside[:, None], (bm, c)))
 
 
 def convfirst_fused(x, params: ConvFirstParams, *, config: configs.FusedConfig | None = None,
@@ -170,15 +181,17 @@ def convfirst_fused(x, params: ConvFirstParams, *, config: configs.FusedConfig |
         raise UnsupportedError(f"pallas_fused config {cfg}: {reason}")
     depthwise = group_width == 1
     f32, dt = jnp.float32, x.dtype
-    if depthwise:
-        wc = params.w_conv.reshape(k * k, c).astype(f32)
-    else:
-        wc = block_diagonal_conv_weights(params.w_conv, group_width, cfg.conv_chunk).astype(dt)
     layer_norm = params.ln_scale is not None
     ln_s = params.ln_scale if layer_norm else jnp.ones((c,), f32)
     ln_b = params.ln_bias if layer_norm else jnp.zeros((c,), f32)
-    operands = (x, wc, params.b_conv.astype(f32), ln_s.astype(f32), ln_b.astype(f32),
-                params.w_expand.astype(dt), params.b_expand.astype(f32),
+    if depthwise:
+        wc = params.w_conv.reshape(k * k, c).astype(f32)
+        order = np.arange(c)
+    else:
+        wc = block_diagonal_conv_weights(params.w_conv, group_width, cfg.conv_chunk).astype(dt)
+        order = join_order(c // cfg.conv_chunk, cfg.conv_chunk)
+    operands = (x, wc, params.b_conv[order].astype(f32), ln_s[order].astype(f32), ln_b[order].astype(f32),
+                params.w_expand[order].astype(dt), params.b_expand.astype(f32),
                 params.w_project.astype(dt), params.b_project.astype(f32))
 
     def whole(a):
