@@ -1,0 +1,111 @@
+"""Every registered block implementation against the reference at real sizes, on an NVIDIA GPU.
+
+    python -m pytest tests/test_kernels_gpu.py -q          # on the H100
+
+The same checks as the CPU interpret-mode tests (tests/kernel_checks.py), at EfficientNet-B0 stage
+shapes, ConvFirst stage shapes and a ConvNeXt-like block, batch 16, for every name in
+CONVFIRST_BLOCK.names / MBCONV_BLOCK.names, plus the first autotuner candidates of each
+implementation (PTX-level failures -- register or SMEM overflow -- only show on the GPU).
+
+Coverage of every output element is proven in interpret mode on CPU, where unwritten outputs read
+as NaN. Here it is best effort: a NaN buffer of the output's size is freed just before each kernel
+runs, so the allocator tends to hand that memory to the output.
+"""
+import functools
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+if jax.default_backend() != "gpu":
+    pytest.skip(f"GPU kernel tests need an NVIDIA GPU; jax backend is {jax.default_backend()!r}",
+                allow_module_level=True)
+
+from kernel_checks import assert_close, normal, random_params, rounded, seed_of  # noqa: E402
+from pallas_kernels import OPS  # noqa: E402
+from pallas_kernels.problems import BlockProblem  # noqa: E402
+
+pytestmark = pytest.mark.gpu
+
+BATCH = 16
+
+
+def mb(h, c, hidden, k, gw=1, **kw) -> BlockProblem:
+    return BlockProblem("mbconv_block", BATCH, h, h, c, hidden, kernel_size=k, group_width=gw, **kw)
+
+
+def cf(h, c, **kw) -> BlockProblem:
+    return BlockProblem("convfirst_block", BATCH, h, h, c, 4 * c, **kw)
+
+
+EFFICIENTNET_B0 = [  # stage shapes, without squeeze-excite (fusable) ...
+    mb(112, 32, 32, 3, expand=False, cout=16, residual=False),  # stage 1: E = 1
+    mb(56, 24, 144, 3),
+    mb(28, 40, 240, 5),
+    mb(14, 80, 480, 3),
+    mb(14, 112, 672, 5),
+    mb(7, 192, 1152, 5),
+]
+EFFICIENTNET_B0_SE = [  # ... and the real blocks: squeeze-excite, stride 2 (layer-wise and xla only)
+    mb(112, 16, 96, 3, stride=2, se_channels=4, cout=24, residual=False),
+    mb(56, 24, 144, 5, stride=2, se_channels=6, cout=40, residual=False),
+    mb(56, 24, 144, 3, se_channels=6),
+]
+GROUPED_MBCONV = [mb(16, 256, 1024, 3, 8), mb(28, 64, 256, 3, 16)]  # spio's MBConv, group width 16
+CONVFIRST = [cf(56, 64), cf(28, 128), cf(14, 256), cf(7, 512),
+             cf(56, 96, kernel_size=7, group_width=1, act="gelu", layer_norm=True)]  # ConvNeXt-like
+PROBLEMS = EFFICIENTNET_B0 + EFFICIENTNET_B0_SE + GROUPED_MBCONV + CONVFIRST
+
+
+def _depth(prob) -> int:
+    return max(prob.hidden, prob.c, prob.kernel_size ** 2 * prob.group_width)
+
+
+def check_impl(prob, impl, dtype, config=None):
+    op = OPS[prob.op]
+    seed = seed_of(prob.label(), jnp.dtype(dtype).name)
+    params = rounded(random_params(prob, seed), dtype)
+    x = normal(seed + 1, prob.x_shape()).astype(dtype)
+    reason = op.why_unsupported(impl, x, params, "gpu", **prob.static())
+    if reason is not None:
+        fused_mbconv_case = prob.op == "mbconv_block" and not prob.se_channels and prob.stride == 1
+        if impl != "pallas_fused" or fused_mbconv_case:  # these must run every problem here
+            pytest.fail(f"{impl} should support {prob.label()}: {reason}")
+        pytest.skip(f"{impl}: {reason}")  # listed by -ra
+    with jax.default_matmul_precision("highest"):  # an f32 reference, not TF32
+        ref = jax.jit(functools.partial(op.reference, **prob.static()))(x.astype(jnp.float32), params)
+    ref.block_until_ready()
+    fn = jax.jit(functools.partial(op, impl=impl, config=config, **prob.static()))
+    out_shape = jax.eval_shape(fn, x, params)
+    jnp.full(out_shape.shape, jnp.nan, out_shape.dtype).block_until_ready().delete()  # poison
+    assert_close(fn(x, params), ref, dtype, _depth(prob))
+
+
+@pytest.mark.parametrize("prob,impl", [(p, name) for p in PROBLEMS for name in OPS[p.op].names],
+                         ids=lambda v: v if isinstance(v, str) else v.label())
+def test_matches_reference_bf16(prob, impl):
+    check_impl(prob, impl, jnp.bfloat16)
+
+
+@pytest.mark.parametrize("prob,impl", [(p, name) for p in (EFFICIENTNET_B0[1], CONVFIRST[1])
+                                       for name in OPS[p.op].names],
+                         ids=lambda v: v if isinstance(v, str) else v.label())
+def test_matches_reference_fp16(prob, impl):
+    check_impl(prob, impl, jnp.float16)
+
+
+CANDIDATE_PROBLEMS = [EFFICIENTNET_B0[1], EFFICIENTNET_B0[4], GROUPED_MBCONV[0], CONVFIRST[1]]
+N_CANDIDATES = 3
+
+
+@pytest.mark.parametrize("prob,impl,index", [
+    (p, name, i) for p in CANDIDATE_PROBLEMS for name, impl in OPS[p.op].implementations.items()
+    if impl.candidates is not None for i in range(1, N_CANDIDATES + 1)],
+    ids=lambda v: str(v) if not isinstance(v, BlockProblem) else v.label())
+def test_autotuner_candidates_compile_and_match(prob, impl, index):
+    """The heuristic (index 0) runs above; these are the next configs the autotuner would time."""
+    params = random_params(prob, 0)
+    candidates = OPS[prob.op].implementations[impl].candidates(prob, params)
+    if index >= len(candidates):
+        pytest.skip(f"{impl} has only {len(candidates)} candidates for {prob.label()}")
+    check_impl(prob, impl, jnp.bfloat16, candidates[index])
