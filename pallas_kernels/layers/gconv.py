@@ -109,15 +109,14 @@ def _kernel(x_ref, w_ref, b_ref, o_ref, *, h, w, c, ho, wo, k, stride, pad_h, pa
     ow = (tile % tiles_w) * tw + p % tw
     c0 = pl.program_id(1) * bc
     ch = c0 + lax.iota(jnp.int32, bc)
-    ch_ok = ch < c
-    ch_in = jnp.minimum(ch, c - 1)
+    ch_ok = ch < c  # channels masked, not clamped: clamping defeats vector loads (see gemm.py)
     img = pl.program_id(2) * h  # program ids are read outside the loop (interpret mode needs it)
 
     def tap(dy, dx, t):
         ih, iw = oh * stride + dy - pad_h, ow * stride + dx - pad_w
         inside = (ih >= 0) & (ih < h) & (iw >= 0) & (iw < w)
         pix = (img + jnp.clip(ih, 0, h - 1)) * w + jnp.clip(iw, 0, w - 1)
-        window = pltriton.load(x_ref.at[pix[:, None], ch_in[None, :]],
+        window = pltriton.load(x_ref.at[pix[:, None], ch[None, :]],
                                mask=inside[:, None] & ch_ok[None, :], other=0.0)
         return conv_tap(w_ref, t, window, c0, bc, pl.cdiv(c, bc), depthwise)
 

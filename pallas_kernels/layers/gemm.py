@@ -30,10 +30,12 @@ def _kernel(x_ref, w_ref, b_ref, *rest, m, k, n, cfg: GemmConfig, act: str, has_
     rows = pl.program_id(1) * bm + lax.iota(jnp.int32, bm)
     row_ok = rows < m
     rows_in = jnp.minimum(rows, m - 1)  # out-of-range rows re-read the last row; never stored
+    # Column indices stay unclamped (masked instead): a min() would hide their contiguity from
+    # Triton and turn 16-byte vector loads into scalar ones. Masked lanes are never dereferenced.
 
     def step(i, acc):
         ks = i * bk + lax.iota(jnp.int32, bk)
-        a_ref = x_ref.at[rows_in[:, None], jnp.minimum(ks, k - 1)[None, :]]
+        a_ref = x_ref.at[rows_in[:, None], ks[None, :]]
         if k % bk:
             a = pltriton.load(a_ref, mask=jnp.broadcast_to((ks < k)[None, :], (bm, bk)), other=0.0)
         else:
@@ -45,7 +47,7 @@ def _kernel(x_ref, w_ref, b_ref, *rest, m, k, n, cfg: GemmConfig, act: str, has_
     y = kernel_activation(act)(acc + b_ref[pl.ds(col0, bn)][None, :])
     col_ok = jnp.broadcast_to((cols < n)[None, :], (bm, bn))
     if has_residual:
-        res = r_ref.at[rows_in[:, None], jnp.minimum(cols, n - 1)[None, :]]
+        res = r_ref.at[rows_in[:, None], cols[None, :]]
         y = y + pltriton.load(res, mask=col_ok, other=0.0).astype(f32)
     dst = o_ref.at[store_rows(rows, row_ok, m)[:, None], cols[None, :]]
     pltriton.store(dst, y.astype(o_ref.dtype), mask=row_ok[:, None] & col_ok)

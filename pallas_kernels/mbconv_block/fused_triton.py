@@ -89,7 +89,7 @@ def _kernel(x_ref, *refs, h, w, c_in, c_out, k, expand, depthwise, cfg: configs.
 
     def load_x(pix, ok, c0, width):
         ch = c0 + lax.iota(jnp.int32, width)
-        ref = x_ref.at[pix[:, None], jnp.minimum(ch, c_in - 1)[None, :]]
+        ref = x_ref.at[pix[:, None], ch[None, :]]
         return pltriton.load(ref, mask=ok[:, None] & (ch < c_in)[None, :], other=0.0)
 
     def chunk(e, acc):
