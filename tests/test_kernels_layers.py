@@ -144,7 +144,7 @@ GCONV_LOWER = [((8, 56, 56, 144), 3, 1, 1), ((8, 28, 28, 128), 3, 8, 1), ((8, 14
                ((8, 56, 56, 144), 5, 1, 2)]
 
 
-@pytest.mark.parametrize("config", gemm_candidates(*GEMM_LOWER), ids=str)
+@pytest.mark.parametrize("config", gemm_candidates(*GEMM_LOWER)[:24], ids=str)  # nearest 24
 def test_gemm_candidates_lower_for_h100(config):
     m, k, n = GEMM_LOWER
     text = lower_for_h100(functools.partial(gemm, act="silu", config=config),

@@ -3,7 +3,8 @@
 A config is a Python file with `get_config(arg=None)` returning an `ml_collections.ConfigDict`; it is
 named on the command line as `path/to/config.py[:arg]` (e.g. `...digits_convfirst.py:steps=300`) and
 refined with `--config.key.sub=value` overrides. The loaded config is locked, so a misspelt key is an
-error that lists the valid keys instead of a silently ignored setting.
+error that lists the valid keys instead of a silently ignored setting. Groups named `kwargs` (e.g.
+`model.kwargs`, forwarded to `create_model`) stay open to new keys: their consumer validates them.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import ml_collections
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "experiments" / "configs"
 OVERRIDE_PREFIX = "--config."
+OPEN_GROUP = "kwargs"
 
 
 def parse_arg(arg: str | None, **spec) -> ml_collections.ConfigDict:
@@ -58,8 +60,18 @@ def load_config(spec: str, overrides: Iterable[str] = ()) -> ml_collections.Conf
     config = module.get_config(arg) if arg else module.get_config()
     if not isinstance(config, ml_collections.ConfigDict):
         raise ValueError(f"{path}: get_config must return an ml_collections.ConfigDict, got {type(config).__name__}")
-    config.lock()
+    lock(config)
     apply_overrides(config, overrides)
+    return config
+
+
+def lock(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Lock every group except the free-form `kwargs` groups."""
+    config.lock()
+    for value in config.values():
+        if isinstance(value, ml_collections.ConfigDict):
+            if OPEN_GROUP in value and isinstance(value[OPEN_GROUP], ml_collections.ConfigDict):
+                value[OPEN_GROUP].unlock()
     return config
 
 
@@ -67,7 +79,7 @@ def config_from_json(path: str | os.PathLike, overrides: Iterable[str] = ()) -> 
     """Reload the `config.json` a training run wrote (for `convfirst eval`), locked, with overrides."""
     with open(path) as f:
         config = ml_collections.ConfigDict(_tuples(json.load(f)))
-    config.lock()
+    lock(config)
     apply_overrides(config, overrides)
     return config
 
@@ -76,7 +88,7 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Iterable[str])
     """Apply `--config.a.b=v` (or `--config.a.b v`) arguments to a locked config, in place."""
     for key, text in _pairs(list(overrides)):
         parent, leaf = _resolve(config, key)
-        parent[leaf] = _convert(text, parent[leaf], key)
+        parent[leaf] = _convert(text, parent.get(leaf), key)
     return config
 
 
@@ -103,7 +115,8 @@ def _pairs(args: list[str]) -> list[tuple[str, str]]:
 def _resolve(config: ml_collections.ConfigDict, key: str) -> tuple[ml_collections.ConfigDict, str]:
     node, parts = config, key.split(".")
     for depth, part in enumerate(parts):
-        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+        new_leaf = depth == len(parts) - 1 and isinstance(node, ml_collections.ConfigDict) and not node.is_locked
+        if not new_leaf and (not isinstance(node, ml_collections.ConfigDict) or part not in node):
             where = ".".join(parts[:depth])
             valid = sorted(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
             close = difflib.get_close_matches(part, valid, n=1)

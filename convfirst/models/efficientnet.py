@@ -65,11 +65,15 @@ def grouped_hidden(cin: int, expand_ratio: float, group_width: int) -> tuple[int
     return group_width, (rounded if rounded != hidden else None)
 
 
-def efficientnet_spec(variant: str, family: str = "efficientnet", *, num_classes: int = 1000,
+def efficientnet_spec(variant: str, *, num_classes: int = 1000,
                       resolution: int | None = None, in_chans: int = 3, drop_path_rate: float = 0.2,
                       dropout: float | None = None, se_ratio: float = 0.25, group_width: int = 1,
                       act: str = "silu") -> ModelSpec:
-    """EfficientNet `variant` (b0-b7); None takes the variant's native resolution / dropout."""
+    """EfficientNet `variant` (b0-b7); None takes the variant's native resolution / dropout.
+
+    The family follows the block: 'efficientnet' with squeeze-excite, 'mbconvnet' without, with a
+    '_gw<G>' suffix for grouped convs (e.g. se_ratio=0, group_width=8 on any variant: 'mbconvnet_gw8').
+    """
     if variant not in VARIANTS:
         raise ValueError(f"unknown EfficientNet variant {variant!r}; valid: {', '.join(VARIANTS)}")
     width, depth, native, variant_dropout, _, _ = VARIANTS[variant]
@@ -89,6 +93,7 @@ def efficientnet_spec(variant: str, family: str = "efficientnet", *, num_classes
     head = round_filters(HEAD, width)
     layers.append(Conv(cin, head, 1, norm="batch", norm_eps=BN_EPS, act=act))
     layers.append(Head(head, num_classes, dropout=variant_dropout if dropout is None else dropout))
+    family = ("efficientnet" if se_ratio > 0 else "mbconvnet") + (f"_gw{group_width}" if group_width > 1 else "")
     return ModelSpec(name=f"efficientnet_{variant}", family=family,
                      resolution=native if resolution is None else resolution, layers=tuple(layers),
                      in_chans=in_chans, bn_momentum=BN_MOMENTUM, weight_init="fan_out")
@@ -97,7 +102,7 @@ def efficientnet_spec(variant: str, family: str = "efficientnet", *, num_classes
 for _variant, (*_, _weights, _top1) in VARIANTS.items():
     register_model(f"efficientnet_{_variant}", top1=_top1, top1_source=f"{TIMM_RESULTS}: {_weights}")(
         functools.partial(efficientnet_spec, _variant))
-    # MBConvNet: no squeeze-excite (a global pool breaks depth-first fusion); depthwise or grouped convs
-    for _gw, _suffix in ((1, ""), (8, "_gw8"), (16, "_gw16")):
-        register_model(f"mbconvnet_{_variant}{_suffix}")(
-            functools.partial(efficientnet_spec, _variant, f"mbconvnet{_suffix}", se_ratio=0.0, group_width=_gw))
+# MBConvNet: B0 without squeeze-excite (a global pool breaks depth-first fusion), depthwise or grouped.
+# Other sizes: any efficientnet_b* with se_ratio=0 and group_width=G.
+for _gw, _suffix in ((1, ""), (8, "_gw8"), (16, "_gw16")):
+    register_model(f"mbconvnet_b0{_suffix}")(functools.partial(efficientnet_spec, "b0", se_ratio=0.0, group_width=_gw))

@@ -32,6 +32,8 @@ def ranked(base, configs) -> list:
 
 
 class Serializable:
+    """to_dict/from_dict for the autotuner's JSON cache (unknown fields are an error, not ignored)."""
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -57,10 +59,20 @@ class GemmConfig(Serializable):
         check_pow2(self, ("block_m", "block_n", "block_k"), MIN_DOT)
 
 
+def fit_pow2(n: int, cap: int) -> int:
+    """The largest power-of-two block in [16, cap] padding n by at most 1/8, else the one padding
+    least (e.g. N = 144 -> 32: five blocks of 160, not two of 256)."""
+    sizes = [b for b in (16, 32, 64, 128, 256) if b <= max(cap, MIN_DOT)]
+    padded = {b: -(-n // b) * b for b in sizes}
+    good = [b for b in sizes if padded[b] * 8 <= n * 9]
+    return max(good) if good else min(sizes, key=lambda b: (padded[b], -b))
+
+
 def gemm_heuristic(m: int, k: int, n: int) -> GemmConfig:
-    """Full-width N tiles up to 128, K steps up to 64, 128-row tiles once there are >= 2 waves."""
-    block_n = clamp_pow2(n, MIN_DOT, 128)
-    block_k = clamp_pow2(k, MIN_DOT, 64)
+    """N tiles up to 128 and K steps up to 64 with little padding, 128-row tiles once there are
+    >= 2 waves of programs on 132 SMs."""
+    block_n = fit_pow2(n, 128)
+    block_k = fit_pow2(k, 64)
     n_tiles = -(-n // block_n)
     block_m = 128 if (m // 128) * n_tiles >= 2 * 132 else 64
     num_warps = 8 if block_m * block_n >= 128 * 128 else 4
@@ -69,7 +81,7 @@ def gemm_heuristic(m: int, k: int, n: int) -> GemmConfig:
 
 def gemm_candidates(m: int, k: int, n: int) -> list[GemmConfig]:
     configs = [GemmConfig(bm, bn, bk, nw, ns) for bm, bn, bk, nw, ns in itertools.product(
-        (32, 64, 128), (32, 64, 128), (32, 64), (4, 8), (2, 3))
+        (32, 64, 128), (16, 32, 64, 128), (16, 32, 64), (4, 8), (2, 3))
         if bn <= clamp_pow2(n, MIN_DOT, 128) and bk <= clamp_pow2(k, MIN_DOT, 64)]
     return ranked(gemm_heuristic(m, k, n), configs)
 
