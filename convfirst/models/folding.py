@@ -20,7 +20,7 @@ def fold_batchnorm(kernel: jax.Array, bias: jax.Array | None, bn: nnx.BatchNorm)
     s = jax.lax.rsqrt(bn.var[...] + bn.epsilon)
     if bn.scale is not None:
         s = s * bn.scale[...]
-    b = jnp.zeros_like(bn.mean[...]) if bias is None else bias
+    b = -bn.mean[...] if bias is None else bias - bn.mean[...]
     b = b * s
     if bn.bias is not None:
         b = b + bn.bias[...]
