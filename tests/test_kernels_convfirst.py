@@ -1,0 +1,198 @@
+"""The fused ConvFirst kernel against the reference (CPU, Pallas interpret mode), its lowering for an
+abstract H100, and the implementation registry / autotune cache around it.
+
+Interpret mode fills unwritten outputs with NaN, so `assert_close`'s finiteness check proves every
+pixel and channel was stored. Odd H/W exercise partial tiles and image borders.
+"""
+import functools
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from kernel_checks import assert_close, normal, random_params, rounded, seed_of
+from pallas_kernels import AUTO, CONVFIRST_BLOCK, UnsupportedError, autotune, convfirst_block
+from pallas_kernels.common import lower_for_h100
+from pallas_kernels.convfirst_block import configs, fused_triton
+from pallas_kernels.convfirst_block.configs import FusedConfig
+from pallas_kernels.problems import BlockProblem
+
+BF16, F16 = jnp.bfloat16, jnp.float16
+
+
+def cf(batch, h, w, c, hidden, k=3, gw=8, **kw) -> BlockProblem:
+    return BlockProblem("convfirst_block", batch, h, w, c, hidden, kernel_size=k, group_width=gw, **kw)
+
+
+CASES = [  # every supported k x group width, LN on/off, residual on/off, batch 1 and 2, odd sizes
+    (cf(2, 7, 9, 32, 128), None),
+    (cf(1, 5, 11, 64, 128, gw=16, act="relu"), FusedConfig(4, 8, 32, 32, 4, 2)),
+    (cf(1, 9, 6, 32, 64, k=7, gw=1, act="gelu", layer_norm=True), None),
+    (cf(2, 3, 5, 16, 64, k=5, gw=8, act="gelu_tanh", residual=False), FusedConfig(2, 8, 16, 16, 4, 2)),
+    (cf(1, 1, 1, 32, 64, k=3, gw=8, layer_norm=True), FusedConfig(4, 4, 16, 32, 4, 2)),
+    (cf(1, 6, 5, 64, 256, k=3, gw=32, act="silu"), FusedConfig(2, 8, 64, 128, 4, 3)),
+]
+
+
+def _inputs(prob, dtype):
+    seed = seed_of(prob.label(), jnp.dtype(dtype).name, prob.residual)
+    params = rounded(random_params(prob, seed), dtype)
+    x = normal(seed + 1, prob.x_shape()).astype(dtype)
+    return x, params
+
+
+# bf16 on every case, fp16 on the 3x3 ones (interpret mode is slow on 2 CPU cores)
+RUNS = [(p, cfg, BF16) for p, cfg in CASES] + [(p, cfg, F16) for p, cfg in CASES if p.kernel_size == 3]
+
+
+@pytest.mark.parametrize("prob,config,dtype", RUNS, ids=[
+    f"{p.label()}{'' if p.residual else '_nores'}_{jnp.dtype(d).name}" for p, _, d in RUNS])
+def test_fused_matches_reference(prob, config, dtype):
+    x, params = _inputs(prob, dtype)
+    fn = jax.jit(functools.partial(convfirst_block, impl="pallas_fused", config=config, **prob.static()))
+    with jax.default_matmul_precision("highest"):
+        ref = CONVFIRST_BLOCK.reference(x.astype(jnp.float32), params, **prob.static())
+    assert_close(fn(x, params), ref, dtype, prob.hidden)
+
+
+def test_join_order_is_a_permutation_matching_the_kernel_join():
+    order = fused_triton.join_order(4, 8)
+    assert sorted(order.tolist()) == list(range(32))
+    t = jnp.arange(2 * 32, dtype=jnp.float32).reshape(2, 32)
+    joined = fused_triton._join(jnp.split(t, 4, axis=1))
+    np.testing.assert_array_equal(np.asarray(joined), np.asarray(t)[:, order])
+
+
+def test_block_diagonal_weights_reproduce_the_grouped_conv():
+    k, g, c, chunk = 3, 8, 32, 16
+    w = normal(3, (k, k, g, c))
+    dense = fused_triton.block_diagonal_conv_weights(w, g, chunk).reshape(k, k, c // chunk, chunk, chunk)
+    for j in range(c // chunk):
+        for o in range(chunk):
+            for i in range(chunk):
+                ci, co = j * chunk + i, j * chunk + o
+                want = w[:, :, ci % g, co] if ci // g == co // g else jnp.zeros((k, k))
+                np.testing.assert_array_equal(dense[:, :, j, i, o], want)
+
+
+@pytest.mark.parametrize("prob,reason", [
+    (cf(1, 8, 8, 48, 192), "power of two"),
+    (cf(1, 8, 8, 512, 2048), "registers"),
+    (cf(1, 8, 8, 64, 256, k=4), "kernel size"),
+    (cf(1, 8, 8, 64, 256, gw=12), "group width"),
+])
+def test_forced_fused_on_unsupported_shapes_says_why(prob, reason):
+    x, params = _inputs(prob, BF16) if prob.kernel_size != 4 else (None, None)
+    if x is None:  # an even kernel: build the params by hand (BlockProblem would build them fine)
+        x = normal(1, prob.x_shape()).astype(BF16)
+        params = prob.make_params(jax.random.key(0))
+    with pytest.raises(UnsupportedError, match=reason):
+        convfirst_block(x, params, impl="pallas_fused", **prob.static())
+
+
+def test_float32_input_is_refused_with_the_dtype_named():
+    prob = cf(1, 4, 4, 32, 64)
+    x, params = _inputs(prob, BF16)
+    with pytest.raises(UnsupportedError, match="float32"):
+        convfirst_block(x.astype(jnp.float32), params, impl="pallas_fused", **prob.static())
+
+
+def test_bad_config_is_refused():
+    prob = cf(1, 4, 4, 32, 64)
+    x, params = _inputs(prob, BF16)
+    with pytest.raises(UnsupportedError, match="power of two"):
+        convfirst_block(x, params, impl="pallas_fused", config=FusedConfig(3, 8, 16, 32, 4, 2), **prob.static())
+
+
+def test_unknown_implementation_lists_the_valid_ones():
+    prob = cf(1, 4, 4, 32, 64)
+    x, params = _inputs(prob, BF16)
+    with pytest.raises(ValueError, match="valid: xla, pallas_fused"):
+        convfirst_block(x, params, impl="triton_magic", **prob.static())
+
+
+def test_auto_on_cpu_runs_the_reference_and_a_sequence_falls_back():
+    prob = cf(1, 5, 5, 48, 96)  # C=48: the fused kernel cannot run it
+    x, params = _inputs(prob, BF16)
+    ref = CONVFIRST_BLOCK.reference(x, params, **prob.static())
+    np.testing.assert_array_equal(convfirst_block(x, params, impl=AUTO, **prob.static()), ref)
+    y = convfirst_block(x, params, impl=("pallas_fused", "xla"), **prob.static())
+    np.testing.assert_array_equal(y, ref)
+
+
+def test_gradients_through_the_fused_forward_equal_the_reference_gradients():
+    prob = cf(1, 5, 6, 32, 64, layer_norm=True)
+    x, params = _inputs(prob, BF16)
+
+    def loss(impl, x, p):
+        return jnp.sum(convfirst_block(x, p, impl=impl, **prob.static()).astype(jnp.float32) ** 2)
+
+    gx, gp = jax.grad(functools.partial(loss, "pallas_fused"), argnums=(0, 1))(x, params)
+    rx, rp = jax.grad(functools.partial(loss, "xla"), argnums=(0, 1))(x, params)
+    np.testing.assert_allclose(np.asarray(gx, np.float32), np.asarray(rx, np.float32), rtol=0.05, atol=0.05)
+    for a, b in zip(jax.tree.leaves(gp), jax.tree.leaves(rp)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6)  # same reference backward
+
+
+def test_bwd_impl_other_than_xla_is_refused():
+    prob = cf(1, 4, 4, 32, 64)
+    x, params = _inputs(prob, BF16)
+    with pytest.raises(UnsupportedError, match="bwd_impl"):
+        convfirst_block(x, params, impl="pallas_fused", bwd_impl="pallas", **prob.static())
+
+
+@pytest.mark.parametrize("c,hidden", [(64, 256), (128, 512), (256, 1024)])
+def test_heuristic_and_first_candidates_lower_for_h100(c, hidden):
+    prob = cf(128, 28, 28, c, hidden)
+    params = jax.eval_shape(prob.make_params, jax.random.key(0))
+    x = jax.ShapeDtypeStruct(prob.x_shape(), BF16)
+    space = configs.candidates(c, hidden, 8, 28, 28)
+    for cfg in [configs.heuristic(c, hidden, 8, 28, 28)] + space[:3]:
+        text = lower_for_h100(functools.partial(fused_triton.convfirst_fused, config=cfg, **prob.static()),
+                              x, params)
+        assert "triton" in text.lower()
+
+
+def test_shipped_tuning_cache_configs_lower_for_h100():
+    """Every config in the shipped H100 cache is valid and lowers (catches stale cache entries)."""
+    path = autotune.TUNING_DIR / "nvidia_h100_80gb_hbm3.json"
+    if not path.exists():
+        pytest.skip("no shipped H100 tuning cache")
+    entries = json.loads(path.read_text())["entries"]
+    checked = 0
+    for key, by_batch in entries.items():
+        if not key.startswith("convfirst_block|"):
+            continue
+        _, dtype, shape, pshapes, opts = key.split("|")
+        h, w, c = map(int, shape.split("x"))
+        k, _, gw, _ = map(int, pshapes.split(",")[0].split("x"))
+        hidden = int(pshapes.split(",")[2].split("x")[1])
+        static = dict(kv.split("=") for kv in opts.split(","))
+        for entry in by_batch.values():
+            cfg = entry.get("configs", {}).get("pallas_fused")
+            if cfg is None:
+                continue
+            prob = cf(8, h, w, c, hidden, k=k, gw=gw, act=static["act"])
+            params = jax.eval_shape(prob.make_params, jax.random.key(0))
+            lower_for_h100(functools.partial(fused_triton.convfirst_fused, config=FusedConfig.from_dict(cfg),
+                                             **prob.static()), jax.ShapeDtypeStruct(prob.x_shape(), BF16), params)
+            checked += 1
+    assert checked > 0
+
+
+def test_autotune_cache_lookup_uses_nearest_batch(tmp_path, monkeypatch):
+    prob = cf(8, 8, 8, 32, 64)
+    x, params = _inputs(prob, BF16)
+    monkeypatch.setenv(autotune.ENV_CACHE, str(tmp_path / "cache.json"))
+    result = {"best_impl": "pallas_fused", "times_ms": {"pallas_fused": 1.0, "xla": 2.0},
+              "configs": {"pallas_fused": FusedConfig(4, 8, 16, 32, 4, 2).to_dict()},
+              "_key": autotune.shape_key("convfirst_block", x, params, prob.static())}
+    autotune.write_entries([result], batch=128, device_kind="Test GPU")
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert autotune.cached_best("convfirst_block", x, params, prob.static()) == "pallas_fused"
+    assert autotune.cached_config("convfirst_block", "pallas_fused", x, params, prob.static())["tile_h"] == 4
+    other = cf(8, 8, 8, 32, 128)  # another hidden width: no entry
+    ox, op = _inputs(other, BF16)
+    assert autotune.cached_best("convfirst_block", ox, op, other.static()) is None
