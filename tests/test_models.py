@@ -227,8 +227,10 @@ def test_drop_path_is_random_in_train_mode_and_off_in_eval_mode():
     model = create_model("convfirst_pico_ln", drop_path_rate=0.9, layer_scale=None)
     x = jax.random.normal(jax.random.key(4), (4, 8, 8, 1))
     assert not np.allclose(model(x), model(x))
+    view = nnx.view(model, deterministic=True, use_running_average=True)  # the functional eval()
     model.eval()
     np.testing.assert_array_equal(model(x), model(x))
+    np.testing.assert_array_equal(view(x), model(x))
 
 
 def test_impl_per_block_type_and_set_impl():
@@ -284,3 +286,54 @@ def test_bad_options_and_inputs_are_clear_errors():
     model = create_model("convfirst_pico")
     with pytest.raises(ValueError, match="expects NHWC images with 1 channels"):
         model(jnp.ones((1, 8, 8, 3)))
+
+
+# --- on an NVIDIA GPU: the models' op calls through the kernels ----------------------------------------
+# python -m pytest tests/test_models.py -q -m gpu     (on the H100; skipped on CPU)
+
+needs_gpu = pytest.mark.skipif(jax.default_backend() != "gpu",
+                               reason=f"needs an NVIDIA GPU; jax backend is {jax.default_backend()!r}")
+
+
+def relative_error(actual, expected) -> float:
+    actual, expected = np.asarray(actual, np.float32), np.asarray(expected, np.float32)
+    return float(np.linalg.norm(actual - expected) / np.linalg.norm(expected))
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("name, overrides", [
+    ("convfirst_tiny", {}), ("convfirst_tiny_ln", {}), ("convnext_tiny", {"layer_scale": 1.0}),
+    ("efficientnet_b0", {}), ("mbconvnet_b0_gw8", {})])
+def test_eval_with_kernels_matches_xla_in_bfloat16(name, overrides):
+    """impl='auto' (the fused/layer-wise kernels where supported) vs 'xla', whole model, eval mode:
+    checks what the model hands the op (folded BN, LayerNorm, residual flags, strides)."""
+    model = create_model(name, dtype=jnp.bfloat16, impl="xla", **overrides)
+    model.eval()
+    r = model.spec.resolution
+    x = jax.random.normal(jax.random.key(6), (8, r, r, model.spec.in_chans))
+    run = nnx.jit(lambda m, x: m(x))
+    expected = run(model, x)
+    model.set_impl("auto")
+    assert relative_error(run(model, x), expected) < 3e-2
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_training_without_batchnorm_through_kernels_matches_xla():
+    """convfirst_tiny_ln trains through the op (custom_vjp): loss and gradients as with 'xla'."""
+    model = create_model("convfirst_tiny_ln", dtype=jnp.bfloat16, impl="xla", layer_scale=1.0)
+    x = jax.random.normal(jax.random.key(7), (8, 224, 224, 3))
+    labels = jnp.arange(8)
+
+    @nnx.jit
+    def loss_and_grads(m):
+        return nnx.value_and_grad(
+            lambda m: optax.softmax_cross_entropy_with_integer_labels(m(x), labels).mean())(m)
+
+    loss_ref, grads_ref = loss_and_grads(model)
+    model.set_impl("auto")
+    loss, grads = loss_and_grads(model)
+    assert abs(float(loss) - float(loss_ref)) < 2e-2 * abs(float(loss_ref))
+    assert relative_error(jnp.concatenate([g.ravel() for g in jax.tree.leaves(grads)]),
+                          jnp.concatenate([g.ravel() for g in jax.tree.leaves(grads_ref)])) < 5e-2
