@@ -227,7 +227,7 @@ def test_drop_path_is_random_in_train_mode_and_off_in_eval_mode():
     model = create_model("convfirst_pico_ln", drop_path_rate=0.9, layer_scale=None)
     x = jax.random.normal(jax.random.key(4), (4, 8, 8, 1))
     assert not np.allclose(model(x), model(x))
-    view = nnx.view(model, deterministic=True, use_running_average=True)  # the functional eval()
+    view = nnx.view(model, deterministic=True)  # the functional eval() (no BatchNorm in this model)
     model.eval()
     np.testing.assert_array_equal(model(x), model(x))
     np.testing.assert_array_equal(view(x), model(x))
