@@ -1,0 +1,163 @@
+"""The training loop end to end on the real digits dataset: resume equivalence, checkpoint safety,
+NaN stops, sharded vs single device, evaluation, CLI errors and the demo's learning."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from convfirst import cli
+from train import checkpoint, digits, metrics, trainer
+from train_helpers import DIGITS_CONFIG, REPO, build_tiny, tiny_config
+
+TIMING = ("step_time", "img_per_sec")
+
+
+@pytest.fixture(scope="module")
+def digits_dir(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("tfds")
+    digits.prepare(str(data_dir))
+    return str(data_dir)
+
+
+@pytest.fixture
+def tiny_model(monkeypatch):
+    monkeypatch.setattr(trainer, "build_model", build_tiny)
+
+
+def records(workdir):
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in metrics.read_metrics(workdir)]
+
+
+def final_params(workdir, config):
+    run = trainer.Run(config, workdir)
+    step, _ = run.restore()
+    run.checkpointer.close()
+    return step, [np.asarray(x) for x in jax.tree.leaves(checkpoint.to_saveable(run.state))]
+
+
+def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, digits_dir, tiny_model):
+    config = tiny_config(digits_dir)
+    trainer.train(config, tmp_path / "whole")
+    # interrupted after step 4 (its checkpoint), having logged step 6 before dying, and a save of step 8
+    # cut short (orbax's temporary directory)
+    trainer.train(config, tmp_path / "parts", stop_at_step=4)
+    with open(tmp_path / "parts" / metrics.METRICS_FILE, "a") as f:
+        f.write(json.dumps({"step": 6, "loss": 123.0}) + "\n")
+    partial = tmp_path / "parts" / trainer.CHECKPOINT_DIR / "8.orbax-checkpoint-tmp-1700000000"
+    shutil.copytree(tmp_path / "parts" / trainer.CHECKPOINT_DIR / "4", partial)
+    for f in list(partial.rglob("*"))[:3]:
+        if f.is_file():
+            f.write_bytes(b"garbage")
+    trainer.train(config, tmp_path / "parts")
+
+    whole, parts = records(tmp_path / "whole"), records(tmp_path / "parts")
+    assert [r["step"] for r in whole] == [2, 4, 6, 8]
+    assert "val_accuracy" in whole[1] and "val_accuracy" in whole[3]
+    assert parts == whole  # exact: same data order, augmentation, dropout, BatchNorm statistics
+    s1, p1 = final_params(tmp_path / "whole", config)
+    s2, p2 = final_params(tmp_path / "parts", config)
+    assert s1 == s2 == 8 and all(np.array_equal(a, b) for a, b in zip(p1, p2))
+    saved = json.loads((tmp_path / "whole" / trainer.CONFIG_FILE).read_text())
+    assert saved["total_steps"] == 8 and saved["data"]["data_dir"] == digits_dir
+
+
+def test_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path):
+    import jax.numpy as jnp
+
+    ckpt = checkpoint.Checkpointer(tmp_path, keep=3)
+    state = {"w": jnp.arange(6.0), "key": jax.random.key(1)}
+    ckpt.save(1, state, {"train_iterator": {"next_index": 1}})
+    ckpt.save(2, {"w": state["w"] + 1, "key": state["key"]}, {"train_iterator": {"next_index": 2}})
+    ckpt.wait()
+    assert ckpt.all_steps() == [1, 2]
+    restored, position, step = ckpt.restore(state)
+    assert step == 2 and float(restored["w"][0]) == 1.0 and position == {"train_iterator": {"next_index": 2}}
+    assert jax.random.key_data(restored["key"]).tolist() == \
+        jax.random.key_data(state["key"]).tolist()
+    for f in (tmp_path / "2" / "state").rglob("*"):  # damage every file of the newest checkpoint
+        if f.is_file():
+            f.write_bytes(b"\0")
+    restored, _, step = checkpoint.Checkpointer(tmp_path).restore(state)
+    assert step == 1 and float(restored["w"][0]) == 0.0
+    with pytest.raises(FileNotFoundError, match="available: \\[1, 2\\]"):
+        checkpoint.Checkpointer(tmp_path).restore(state, step=7)
+    ckpt.close()
+
+
+def test_non_finite_training_stops_and_keeps_the_last_good_checkpoint(tmp_path, digits_dir, tiny_model):
+    # lr x1e40 from step 5 on: step 4 is checkpointed, then the weights blow up
+    config = tiny_config(digits_dir, **{"schedule.name": "exponential", "schedule.decay_epochs": 4 / 44,
+                                        "schedule.decay_rate": 1e40, "schedule.warmup_steps": 0, "eval_every": 0})
+    with pytest.raises(trainer.NonFiniteError) as e:
+        trainer.train(config, tmp_path)
+    message = str(e.value)
+    assert "non-finite training at step" in message and "last good checkpoint is step 4" in message
+    assert checkpoint.Checkpointer(tmp_path / trainer.CHECKPOINT_DIR).all_steps() == [4]
+    step, leaves = final_params(tmp_path, config)
+    assert step == 4 and all(np.all(np.isfinite(x)) for x in leaves if x.dtype.kind == "f")
+
+
+def test_sharded_over_two_devices_matches_one_device(tmp_path, digits_dir):
+    """Same global batch on a 2-device mesh (batch split, gradients and BatchNorm statistics reduced
+    across devices) and on 1 device. XLA_FLAGS must be set before JAX starts: a subprocess."""
+    script = f"""
+import json, sys
+sys.path.insert(0, {str(REPO / 'tests')!r})
+from train import trainer, metrics
+from train_helpers import build_tiny, tiny_config
+import jax
+assert jax.device_count() == 2
+trainer.build_model = build_tiny
+out = {{}}
+for n in (1, 2):
+    workdir = {str(tmp_path)!r} + f"/n{{n}}"
+    trainer.train(tiny_config({digits_dir!r}, steps=6, num_devices=n, ckpt_every=6, eval_every=6), workdir)
+    out[n] = metrics.read_metrics(workdir)
+print("RESULT" + json.dumps(out))
+"""
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=REPO,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.split("RESULT", 1)[1])
+    one, two = out["1"], out["2"]
+    assert [r["step"] for r in one] == [r["step"] for r in two] == [2, 4, 6]
+    for a, b in zip(one, two):
+        for key in ("loss", "accuracy", "grad_norm", "learning_rate"):
+            assert a[key] == pytest.approx(b[key], rel=2e-5, abs=1e-6), (a["step"], key)
+    assert one[-1]["val_accuracy"] == pytest.approx(two[-1]["val_accuracy"])
+    assert one[-1]["val_loss"] == pytest.approx(two[-1]["val_loss"], rel=1e-5)
+
+
+def test_cli_rejects_bad_config_and_missing_data(tmp_path, capsys):
+    assert cli.main(["train", "--config", DIGITS_CONFIG, "--workdir", str(tmp_path), "--config.optim.lrr=1"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown config key 'optim.lrr'" in err and "valid keys under optim" in err
+    assert cli.main(["train", "--config", DIGITS_CONFIG, "--workdir", str(tmp_path),
+                     f"--config.data.data_dir={tmp_path / 'empty'}", "--config.progress=false"]) == 2
+    assert "convfirst data prepare digits --data_dir" in capsys.readouterr().err
+    assert cli.main(["eval", "--workdir", str(tmp_path / "nothing")]) == 2
+    assert "config.json not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # other subcommands still reject unknown arguments
+        cli.main(["data", "prepare", "digits", "--config.x=1"])
+
+
+@pytest.mark.slow
+def test_digits_demo_learns_and_eval_reproduces_it(tmp_path, digits_dir, capsys):
+    """The demo config's quick mode with the real convfirst_pico: 100 steps reach > 80 % on held-out digits."""
+    workdir = str(tmp_path / "demo")
+    assert cli.main(["train", "--config", DIGITS_CONFIG + ":quick", "--workdir", workdir,
+                     f"--config.data.data_dir={digits_dir}", "--config.progress=false"]) == 0
+    final = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert final["val_accuracy"] > 0.8 and final["accuracy"] > 0.5
+    rows = metrics.read_metrics(workdir)
+    assert rows[0]["loss"] > rows[-1]["loss"]
+    assert {"step", "loss", "accuracy", "learning_rate", "grad_norm", "img_per_sec", "step_time"} <= set(rows[-1])
+    assert cli.main(["eval", "--workdir", workdir]) == 0
+    evaluated = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert evaluated["step"] == 100 and evaluated["val_accuracy"] == pytest.approx(final["val_accuracy"])

@@ -1,0 +1,216 @@
+"""The functional train step, precision policy, optimizers, schedules, EMA and remat, against
+straightforward references on a tiny NNX model (fast to compile) and on convfirst_pico."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from train import optim
+from train.mixed_precision import DynamicLossScale, all_finite, get_policy
+from train.state import create_train_state
+from train.step import StepSettings, make_eval_step, make_train_step, mix, normalize
+from train_helpers import Tiny
+
+SETTINGS = StepSettings(num_classes=5, mean=(100.0, 120.0), std=(50.0, 60.0))
+
+
+def batch(seed=0, n=16):
+    rng = np.random.default_rng(seed)
+    return {"image": jnp.asarray(rng.integers(0, 256, (n, 6, 6, 2), dtype=np.uint8)),
+            "label": jnp.asarray(rng.integers(0, 5, n, dtype=np.int32))}
+
+
+def test_train_step_matches_a_hand_written_step():
+    """Same loss, gradients, update and BatchNorm statistics as value_and_grad + optax by hand."""
+    tx = optim.make_optimizer("adamw", 1e-2, weight_decay=0.1)
+    schedule = optax.constant_schedule(1e-2)
+    s = StepSettings(num_classes=5, mean=SETTINGS.mean, std=SETTINGS.std, label_smoothing=0.1)
+    model_def, state = create_train_state(Tiny(), tx)
+    step = jax.jit(make_train_step(model_def, tx, schedule, get_policy("f32"), s))
+    b = batch()
+    new_state, metrics = step(state, b)
+
+    ref = Tiny()  # same seed: same parameters and dropout stream
+    ref.train()
+    x = (b["image"].astype(jnp.float32) - jnp.array(s.mean)) / jnp.array(s.std)
+    targets = optax.smooth_labels(jax.nn.one_hot(b["label"], 5), 0.1)
+
+    @nnx.jit
+    def reference_step(m):
+        loss, grads = nnx.value_and_grad(lambda m: optax.softmax_cross_entropy(m(x), targets).mean())(m)
+        params = nnx.state(m, nnx.Param)
+        updates, _ = tx.update(grads, tx.init(params), params)
+        return loss, grads, optax.apply_updates(params, updates)
+
+    loss, grads, want_params = reference_step(ref)
+    np.testing.assert_allclose(metrics["loss"], loss, rtol=1e-6)
+    np.testing.assert_allclose(metrics["grad_norm"], optax.global_norm(grads), rtol=1e-5)
+    for got, want in zip(jax.tree.leaves(new_state.params), jax.tree.leaves(want_params)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+    for got, want in zip(jax.tree.leaves(new_state.batch_stats), jax.tree.leaves(nnx.state(ref, nnx.BatchStat))):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(new_state.batch_stats["bn"]["mean"][...], 0)  # statistics did move
+    assert int(new_state.step) == 1 and float(metrics["learning_rate"]) == pytest.approx(1e-2)
+    # the dropout stream advanced, so the next step drops differently
+    assert int(new_state.rest["drop"]["rngs"]["count"][...]) == int(state.rest["drop"]["rngs"]["count"][...]) + 1
+
+
+def test_bf16_policy_keeps_f32_params_stats_logits_and_loss():
+    policy = get_policy("bf16")
+    tx = optim.make_optimizer("adamw", 1e-3, mu_dtype="bfloat16")
+    model_def, state = create_train_state(Tiny(dtype=policy.compute_dtype), tx, ema=True)
+    step = jax.jit(make_train_step(model_def, tx, optax.constant_schedule(1e-3), policy, SETTINGS))
+    new_state, metrics = step(state, batch())
+    assert {x.dtype for x in jax.tree.leaves(new_state.params)} == {jnp.dtype(jnp.float32)}
+    assert {x.dtype for x in jax.tree.leaves(new_state.batch_stats)} == {jnp.dtype(jnp.float32)}
+    assert {x.dtype for x in jax.tree.leaves(new_state.ema_params)} == {jnp.dtype(jnp.float32)}
+    mus = [s.mu for s in jax.tree.leaves(new_state.opt_state, is_leaf=lambda s: hasattr(s, "mu")) if hasattr(s, "mu")]
+    assert mus and {x.dtype for x in jax.tree.leaves(mus)} == {jnp.dtype(jnp.bfloat16)}
+    assert metrics["loss"].dtype == jnp.float32 and np.isfinite(metrics["loss"])
+    sums = jax.jit(make_eval_step(model_def, policy, SETTINGS))(new_state.params, new_state.batch_stats,
+                                                                new_state.rest, batch() | {"mask": jnp.ones(16)})
+    assert float(sums["count"]) == 16 and 0 <= float(sums["correct"]) <= 16
+
+
+def test_fp16_loss_scaling_skips_overflowing_steps_and_adapts():
+    policy = get_policy("fp16")
+    assert policy.loss_scaling and not get_policy("bf16").loss_scaling
+    tx = optim.make_optimizer("sgd", 0.1)
+    model_def, state = create_train_state(Tiny(dtype=policy.compute_dtype), tx,
+                                          loss_scale=DynamicLossScale.create(2.0 ** 120, period=2))
+    step = jax.jit(make_train_step(model_def, tx, optax.constant_schedule(0.1), policy, SETTINGS))
+    new_state, metrics = step(state, batch())  # 2**120 overflows fp16/f32 gradients
+    assert float(metrics["skipped"]) == 1 and float(new_state.loss_scale.scale) == 2.0 ** 119
+    for a, b in zip(jax.tree.leaves(new_state.params), jax.tree.leaves(state.params)):
+        np.testing.assert_array_equal(a, b)
+    ok = state.replace(loss_scale=DynamicLossScale.create(8.0, period=2))
+    s1, m1 = step(ok, batch(1))
+    s2, m2 = step(s1, batch(2))
+    assert float(m1["skipped"]) == float(m2["skipped"]) == 0
+    assert float(s1.loss_scale.scale) == 8.0 and float(s2.loss_scale.scale) == 16.0  # doubled after 2 good steps
+    assert not np.array_equal(jax.tree.leaves(s1.params)[0], jax.tree.leaves(ok.params)[0])
+
+
+def test_loss_scale_floor_and_all_finite():
+    ls = DynamicLossScale.create(2.0)
+    assert float(ls.update(jnp.bool_(False)).update(jnp.bool_(False)).scale) == 1.0
+    assert bool(all_finite({"a": jnp.ones(3)})) and not bool(all_finite({"a": jnp.array([1.0, jnp.inf])}))
+
+
+def test_normalize_and_mixup_cutmix():
+    img = jnp.asarray(np.random.default_rng(0).integers(0, 256, (8, 6, 6, 2), dtype=np.uint8))
+    x = normalize(img, (100.0, 120.0), (50.0, 60.0), jnp.float32)
+    np.testing.assert_allclose(x[..., 1], (img[..., 1].astype(np.float32) - 120) / 60, rtol=1e-6)
+    targets = jax.nn.one_hot(jnp.arange(8) % 5, 5)
+    for mixup, cutmix in [(0.8, 0.0), (0.0, 1.0), (0.8, 1.0)]:
+        s = StepSettings(5, (0.0,), (1.0,), mixup_alpha=mixup, cutmix_alpha=cutmix)
+        for seed in range(4):
+            mixed, t = mix(jax.random.key(seed), x, targets, s)
+            np.testing.assert_allclose(t.sum(-1), 1.0, rtol=1e-6)
+            lam = float(t[0, 0])  # sample 0 has class 0 and is mixed with sample 7 (class 2)
+            if cutmix and not mixup:  # pixels are either own or partner's; lam = own area
+                own = jnp.all(mixed == x, axis=-1)
+                partner = jnp.all(mixed == x[::-1], axis=-1)
+                assert bool(jnp.all(own | partner))
+                assert float(own[0].mean()) == pytest.approx(lam, abs=1e-6)
+            if mixup and not cutmix:
+                np.testing.assert_allclose(mixed, lam * x + (1 - lam) * x[::-1], rtol=1e-5, atol=1e-5)
+    never = StepSettings(5, (0.0,), (1.0,), mixup_alpha=0.8, mix_prob=0.0)
+    mixed, t = mix(jax.random.key(0), x, targets, never)
+    np.testing.assert_array_equal(mixed, x) and np.testing.assert_array_equal(t, targets)
+
+
+def test_weight_decay_skips_biases_and_norms():
+    params = {"kernel": jnp.ones((3, 3)), "bias": jnp.ones(3), "scale": jnp.ones(3)}
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    for name in optim.OPTIMIZERS:
+        tx = optim.make_optimizer(name, 0.1, weight_decay=0.5)
+        updates, _ = tx.update(zeros, tx.init(params), params)
+        assert float(jnp.abs(updates["kernel"]).max()) > 0, name
+        assert float(jnp.abs(updates["bias"]).max()) == 0 and float(jnp.abs(updates["scale"]).max()) == 0, name
+
+
+@pytest.mark.parametrize("name", optim.OPTIMIZERS)
+def test_every_optimizer_minimizes_a_quadratic(name):
+    target = jnp.asarray(np.random.default_rng(0).normal(size=(4, 4)), jnp.float32)
+    params = {"w": jnp.zeros((4, 4))}
+    lr = {"adamw": 0.1, "lamb": 0.05, "sgd": 0.1, "rmsprop": 0.01}[name]
+    tx = optim.make_optimizer(name, lr, grad_clip=10.0)
+    state = tx.init(params)
+    loss = lambda p: jnp.sum((p["w"] - target) ** 2)
+    first = float(loss(params))
+    for _ in range(100):
+        updates, state = tx.update(jax.grad(loss)(params), state, params)
+        params = optax.apply_updates(params, updates)
+    assert float(loss(params)) < 0.05 * first
+
+
+def test_rmsprop_is_tensorflow_style():
+    """One step: ms = 0.9 * 1 + 0.1 g^2; update = -lr g / sqrt(ms + eps) (momentum buffer starts at 0)."""
+    g = jnp.array([0.5, -2.0])
+    tx = optim.make_optimizer("rmsprop", 0.1, eps=1e-3, momentum=0.9, rms_decay=0.9)
+    updates, _ = tx.update({"w": g}, tx.init({"w": jnp.zeros(2)}), {"w": jnp.zeros(2)})
+    np.testing.assert_allclose(updates["w"], -0.1 * g / jnp.sqrt(0.9 + 0.1 * g ** 2 + 1e-3), rtol=1e-6)
+
+
+def test_gradient_clipping():
+    tx = optim.make_optimizer("sgd", 1.0, momentum=0.0, grad_clip=1.0)
+    g = {"w": jnp.array([3.0, 4.0])}
+    updates, _ = tx.update(g, tx.init(g), g)
+    np.testing.assert_allclose(updates["w"], [-0.6, -0.8], rtol=1e-6)
+
+
+def test_schedules():
+    cos = optim.make_schedule("cosine", lr=1.0, total_steps=110, warmup_steps=10, end_lr=0.1)
+    assert float(cos(0)) == 0 and float(cos(5)) == pytest.approx(0.5) and float(cos(10)) == pytest.approx(1.0)
+    assert float(cos(60)) == pytest.approx(0.55) and float(cos(110)) == pytest.approx(0.1)
+    exp = optim.make_schedule("exponential", lr=1.0, total_steps=100, warmup_steps=5, decay_every=10,
+                              decay_rate=0.5)
+    assert float(exp(5)) == pytest.approx(1.0) and float(exp(14)) == pytest.approx(1.0)
+    assert float(exp(15)) == pytest.approx(0.5) and float(exp(35)) == pytest.approx(0.125)
+    const = optim.make_schedule("constant", lr=0.3, total_steps=10)
+    assert float(const(0)) == float(const(9)) == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="valid: cosine, exponential, constant"):
+        optim.make_schedule("step", lr=1.0, total_steps=10)
+    with pytest.raises(ValueError, match="valid: adamw, lamb, sgd, rmsprop"):
+        optim.make_optimizer("adam", 0.1)
+    with pytest.raises(ValueError, match="valid: f32, bf16, fp16"):
+        get_policy("fp8")
+
+
+def test_ema_update():
+    ema = optim.ema_update({"w": jnp.array(1.0)}, {"w": jnp.array(3.0)}, 0.75)
+    assert float(ema["w"]) == pytest.approx(1.5)
+
+
+@pytest.mark.slow
+def test_remat_blocks_keep_loss_and_gradients():
+    """Per-block rematerialization changes memory, not math; parameter paths are unchanged."""
+    from convfirst.models import create_model
+    from train.remat import remat_blocks
+
+    x = jax.random.normal(jax.random.key(0), (4, 8, 8, 1))
+    y = jnp.arange(4) % 10
+    results = []
+    for remat in (False, True):
+        model = create_model("convfirst_pico", rngs=nnx.Rngs(0), num_classes=10, resolution=8, drop_path_rate=0.2)
+        if remat:
+            assert remat_blocks(model) == 4
+        model.train()
+        graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+        def loss(p, r):
+            m = nnx.merge(graphdef, p, r, copy=True)
+            return optax.softmax_cross_entropy_with_integer_labels(m(x), y).mean()
+
+        results.append((jax.jit(jax.value_and_grad(loss))(params, rest), params,
+                        str(jax.make_jaxpr(jax.grad(loss))(params, rest))))
+    (l0, g0), p0, _ = results[0]
+    (l1, g1), p1, jaxpr = results[1]
+    assert "remat" in jaxpr or "checkpoint" in jaxpr
+    assert jax.tree.structure(p0) == jax.tree.structure(p1)
+    np.testing.assert_allclose(l0, l1, rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(g0), jax.tree.leaves(g1)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
