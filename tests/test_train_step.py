@@ -214,3 +214,24 @@ def test_remat_blocks_keep_loss_and_gradients():
     np.testing.assert_allclose(l0, l1, rtol=1e-6)
     for a, b in zip(jax.tree.leaves(g0), jax.tree.leaves(g1)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_gpu_code_paths_import_without_data_and_config_libraries():
+    """The GPU machine has no tensorflow_datasets, grain, ml_collections (nor orbax): the step modules
+    and scripts/bench_train_step.py must import without them."""
+    import subprocess
+    import sys
+
+    from train_helpers import REPO
+
+    code = """
+import sys, runpy
+for m in ("tensorflow_datasets", "grain", "ml_collections", "orbax", "tensorflow"):
+    sys.modules[m] = None
+import train.step, train.state, train.optim, train.sharding, train.mixed_precision, train.remat
+sys.argv = ["bench_train_step.py", "--help"]
+runpy.run_path("scripts/bench_train_step.py", run_name="__main__")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "--models" in proc.stdout

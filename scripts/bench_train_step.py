@@ -1,0 +1,205 @@
+"""Framework train step vs a bare `nnx.value_and_grad` + optax step, on one GPU.
+
+    python scripts/bench_train_step.py --models convnext_tiny efficientnet_b0 --batch 128 --precision bf16 \
+        --out benchmarks/results/train_step_overhead.json
+
+Both steps train the same model (same create_model call, compute dtype, block impl, drop path) on
+synthetic batches that already live on the device, so only the step itself is timed: `warmup`
+steps, then `iters` steps each timed with block_until_ready; medians are reported.
+
+- framework: train.step.make_train_step exactly as the trainer jits it (state donated, 1-device mesh
+  shardings): uint8 -> normalize on device, the published recipe's step options (ConvNeXt: AdamW with
+  the no-decay mask, warm-up cosine schedule, label smoothing 0.1, mixup 0.8 / cutmix 1.0, EMA
+  0.9999; EfficientNet: TF-style RMSProp, exponential schedule, label smoothing 0.1, EMA 0.9999),
+  global gradient norm and metrics.
+- bare (functional): jax.jit of merge -> nnx.value_and_grad(cross entropy) -> optax.adamw -> split.
+- bare (nnx.jit): nnx.jit + nnx.Optimizer, the NNX tutorial style.
+The overhead is framework / fastest bare - 1 (target: <= 10 %).
+
+Synthetic data is used here only (never in training). Imports nothing from tensorflow_datasets, grain
+or ml_collections, which the GPU machine does not have.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import flax
+import optax
+from flax import nnx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from convfirst.models import create_model, model_spec  # noqa: E402
+from train import optim, sharding  # noqa: E402
+from train.mixed_precision import get_policy  # noqa: E402
+from train.state import create_train_state  # noqa: E402
+from train.step import StepSettings, make_train_step  # noqa: E402
+
+IMAGENET_MEAN, IMAGENET_STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
+
+
+def recipe(name: str) -> dict:
+    """The step options of the published recipe for the model's family (see experiments/configs)."""
+    if name.startswith("efficientnet"):
+        return dict(optimizer="rmsprop", opt=dict(weight_decay=1e-5, eps=1e-3, momentum=0.9, rms_decay=0.9),
+                    schedule=dict(name="exponential", lr=0.016, warmup_steps=1000, decay_every=750,
+                                  decay_rate=0.97), mixup=0.0, cutmix=0.0)
+    return dict(optimizer="adamw", opt=dict(weight_decay=0.05),
+                schedule=dict(name="cosine", lr=4e-3, warmup_steps=1000, end_lr=1e-6), mixup=0.8, cutmix=1.0)
+
+
+def time_steps(run_step, warmup: int, iters: int) -> list[float]:
+    for _ in range(warmup):
+        jax.block_until_ready(run_step())
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        jax.block_until_ready(run_step())
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def make_model(name, args, dtype):
+    kwargs = {"resolution": args.resolution} if args.resolution else {}
+    model = create_model(name, rngs=nnx.Rngs(0), dtype=dtype, impl=args.impl, **kwargs)
+    model.train()
+    return model
+
+
+def bench_framework(name, args, images_u8, labels) -> list[float]:
+    policy = get_policy(args.precision)
+    r = recipe(name)
+    model = make_model(name, args, policy.compute_dtype)
+    schedule = optim.make_schedule(total_steps=100_000, **r["schedule"])
+    tx = optim.make_optimizer(r["optimizer"], schedule, **r["opt"])
+    settings = StepSettings(num_classes=model.spec.num_classes, mean=IMAGENET_MEAN[:model.spec.in_chans],
+                            std=IMAGENET_STD[:model.spec.in_chans], label_smoothing=0.1, mixup_alpha=r["mixup"],
+                            cutmix_alpha=r["cutmix"], ema_decay=0.9999)
+    model_def, state = create_train_state(model, tx, ema=True)
+    mesh = sharding.make_mesh(1)
+    state_sharding = jax.tree.map(lambda _: sharding.replicated(mesh), state)
+    state = jax.device_put(state, state_sharding)
+    step = jax.jit(make_train_step(model_def, tx, schedule, policy, settings), donate_argnums=0,
+                   out_shardings=(state_sharding, sharding.replicated(mesh)))
+    batches = [{"image": jax.device_put(i, sharding.batch_sharding(mesh)),
+                "label": jax.device_put(l, sharding.batch_sharding(mesh))} for i, l in zip(images_u8, labels)]
+    holder = {"state": state, "i": 0}
+
+    def run():
+        holder["state"], metrics = step(holder["state"], batches[holder["i"] % len(batches)])
+        holder["i"] += 1
+        return holder["state"].params, metrics
+
+    return time_steps(run, args.warmup, args.iters)
+
+
+def _loss(model, x, y):
+    logits = model(x).astype(jnp.float32)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+
+def bench_bare_functional(name, args, images, labels) -> list[float]:
+    model = make_model(name, args, get_policy(args.precision).compute_dtype)
+    tx = optax.adamw(1e-3, weight_decay=0.05)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    opt_state = tx.init(params)
+
+    def step(params, rest, opt_state, x, y):
+        m = nnx.merge(graphdef, params, rest, copy=True)
+        loss, grads = nnx.value_and_grad(_loss)(m, x, y)
+        _, _, rest = nnx.split(m, nnx.Param, ...)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), rest, opt_state, loss
+
+    step = jax.jit(step, donate_argnums=(0, 1, 2))
+    holder = {"s": (params, rest, opt_state), "i": 0}
+
+    def run():
+        i = holder["i"] % len(images)
+        *s, loss = step(*holder["s"], images[i], labels[i])
+        holder["s"], holder["i"] = tuple(s), holder["i"] + 1
+        return s[0], loss
+
+    return time_steps(run, args.warmup, args.iters)
+
+
+def bench_bare_nnx_jit(name, args, images, labels) -> list[float]:
+    model = make_model(name, args, get_policy(args.precision).compute_dtype)
+    optimizer = nnx.Optimizer(model, optax.adamw(1e-3, weight_decay=0.05), wrt=nnx.Param)
+
+    @nnx.jit(donate_argnums=(0, 1))
+    def step(model, optimizer, x, y):
+        loss, grads = nnx.value_and_grad(_loss)(model, x, y)
+        optimizer.update(model, grads)
+        return loss
+
+    counter = {"i": 0}
+
+    def run():
+        i = counter["i"] % len(images)
+        counter["i"] += 1
+        return step(model, optimizer, images[i], labels[i])
+
+    return time_steps(run, args.warmup, args.iters)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=["convnext_tiny", "efficientnet_b0"])
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--precision", default="bf16", choices=["f32", "bf16", "fp16"])
+    p.add_argument("--resolution", type=int, default=0, help="0: the model's native resolution")
+    p.add_argument("--impl", default="auto", help="block-op implementation for both steps")
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--iters", type=int, default=50)
+    p.add_argument("--num_batches", type=int, default=4, help="distinct device-resident batches, cycled")
+    p.add_argument("--out", default="benchmarks/results/train_step_overhead.json")
+    args = p.parse_args(argv)
+
+    results = []
+    for name in args.models:
+        spec = model_spec(name, **({"resolution": args.resolution} if args.resolution else {}))
+        res, chans = spec.resolution, spec.in_chans
+        keys = jax.random.split(jax.random.key(0), 2 * args.num_batches)
+        images_u8 = [jax.random.randint(k, (args.batch, res, res, chans), 0, 256, jnp.int32).astype(jnp.uint8)
+                     for k in keys[:args.num_batches]]
+        labels = [jax.random.randint(k, (args.batch,), 0, spec.num_classes, jnp.int32) for k in keys[args.num_batches:]]
+        images_f = [(x.astype(jnp.float32) - 127.5) / 64.0 for x in images_u8]
+        jax.block_until_ready((images_u8, labels, images_f))
+        row = {"model": name, "img_size": res, "batch_size": args.batch, "precision": args.precision,
+               "impl": args.impl}
+        for key, fn, imgs in [("framework", bench_framework, images_u8),
+                              ("bare_functional", bench_bare_functional, images_f),
+                              ("bare_nnx_jit", bench_bare_nnx_jit, images_f)]:
+            times = fn(name, args, imgs, labels)
+            row[f"{key}_ms"] = 1e3 * statistics.median(times)
+            row[f"{key}_ms_mean"] = 1e3 * statistics.fmean(times)
+        bare = min(row["bare_functional_ms"], row["bare_nnx_jit_ms"])
+        row["overhead_pct"] = 100 * (row["framework_ms"] / bare - 1)
+        row["framework_img_per_sec"] = args.batch / row["framework_ms"] * 1e3
+        results.append(row)
+        print(f"{name}: framework {row['framework_ms']:.2f} ms, bare functional {row['bare_functional_ms']:.2f} ms, "
+              f"bare nnx.jit {row['bare_nnx_jit_ms']:.2f} ms -> overhead {row['overhead_pct']:+.1f} %", flush=True)
+
+    report = {"command": "python " + " ".join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:])),
+              "device": jax.devices()[0].device_kind, "platform": jax.default_backend(),
+              "jax_version": jax.__version__, "flax_version": flax.__version__,
+              "python": platform.python_version(), "warmup": args.warmup, "iters": args.iters,
+              "timing": "per step, block_until_ready, median", "results": results}
+    print(json.dumps(report, indent=1))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
