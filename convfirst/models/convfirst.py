@@ -7,32 +7,34 @@ Block (specs.ConvFirstBlock): grouped 3x3 conv, group width 8 -> BN -> 1x1 expan
 -> 1x1 project -> BN -> +x. That is spio's `ConvFirst` module (the author's code); E=4 is its default.
 
 Macro layout (as ConvNeXt, `convnext.convnext_layout`): patchify 4x4/4 stem conv -> norm; four stages at
-1/4, 1/8, 1/16, 1/32 resolution separated by 2x2/2 convs; pool -> norm -> FC. With BatchNorm every
-norm sits after its conv (foldable at inference); stochastic depth rises linearly as in ConvNeXt.
+1/4, 1/8, 1/16, 1/32 resolution separated by 2x2/2 convs; pool -> LayerNorm -> FC. With BatchNorm
+the stem and downsampling norms sit after their convs (foldable at inference); the head keeps a
+LayerNorm (a BatchNorm on pooled features would depend on the batch). Stochastic depth rises
+linearly as in ConvNeXt.
 
 Widths and depths, and why:
-- Start from the ConvNeXt of the same size (T/S: widths 96-192-384-768, B: 128-256-512-1024) so the
-  comparison isolates the block, and keep its depth ratios.
-- Widths must be kernel friendly: powers of two or multiples of 64 (Pallas Triton tiles are powers
-  of two; wgmma/TMA want 16-byte multiples). 96 is neither, so T/S use 64 in stage 1. Stage 1 is
-  where fusion matters most (56x56 maps, memory bound layer by layer: fused intensity 18 + E*C/2
-  MAC/B = 146 at C=64, the H100 ridge), and 64 = a power of two holds all of C in one kernel tile.
-  Stages 2-4 keep ConvNeXt's widths (multiples of 64; compute bound at these widths once fused).
-- A ConvFirst block costs 9*8*C + 8*C^2 MACs per pixel vs ConvNeXt's 49*C + 8*C^2, so with
-  ConvNeXt's depths the family would exceed ConvNeXt (the paper: ConvFirst has *less* arithmetic).
-  Stage-3 depth (ConvNeXt's deepest, 14x14) is the largest that keeps the model <= 90 % of ConvNeXt.
+- Every width is a power of two. The block-fusion kernel (pallas_kernels/convfirst_block/
+  fused_triton.py) keeps a whole (pixels x C) tile in registers and Pallas-Triton values must have
+  power-of-two shapes, so it runs power-of-two C only (its first, channel-chunked version, which
+  took any multiple of 16, was 2.5x slower than XLA at 28x28x192: benchmarks/results/probe/).
+- Stage 1 is where fusion matters most (56x56 maps, memory bound layer by layer: fused intensity
+  18 + E*C/2 MAC/B = 146 at C=64, the H100 ridge), so tiny starts at 64 = all of C in one tile.
+- A ConvFirst block costs 9*8*C + 8*C^2 MACs per pixel vs ConvNeXt's 49*C + 8*C^2. Each model takes
+  the largest stage-3 depth (ConvNeXt's deepest stage, 14x14) that keeps it <= 90 % of the ConvNeXt
+  of its size: tiny is ConvNeXt-S's depth pattern at half ConvNeXt's widths (deep and narrow: the
+  accuracy-per-MAC regime the paper argues for); small and base use ConvNeXt-B's widths with fewer
+  blocks (small: 2-2-11-2, base: 3-3-23-3).
 
-MACs at 224 (jaxpr walker, paper convention; ConvNeXt T 4.456, S 8.684, B 15.355 G):
+MACs at 224 (analytic cost model = jaxpr walker, paper convention; ConvNeXt T 4.456, S 8.684,
+B 15.355 G):
 
 | model | widths | depths | stage GMACs (1/2/3/4) | stem+down+head | total | vs ConvNeXt | params |
 |---|---|---|---|---|---|---|---|
-| convfirst_tiny | 64-192-384-768 | 3-3-8-3 | 0.352/0.726/1.893/0.702 | 0.165 | 3.837 | 86.1 % | 27.4 M |
-| convfirst_small | 64-192-384-768 | 3-3-24-3 | 0.352/0.726/5.679/0.702 | 0.165 | 7.623 | 87.8 % | 46.8 M |
+| convfirst_tiny | 64-128-256-512 | 3-3-27-3 | 0.352/0.330/2.872/0.314 | 0.087 | 3.955 | 88.7 % | 22.9 M |
+| convfirst_small | 128-256-512-1024 | 2-2-11-2 | 0.880/0.851/4.601/0.829 | 0.329 | 7.490 | 86.2 % | 45.7 M |
 | convfirst_base | 128-256-512-1024 | 3-3-23-3 | 1.320/1.276/9.620/1.244 | 0.329 | 13.789 | 89.8 % | 80.5 M |
 
-With ConvNeXt's stage-3 depths (9 / 27 / 27) they would be 91.4 %, 96.0 % and 100.7 %; one more
-stage-3 block than ours would give 91.4 %, 90.5 % and 92.5 %.
-(tests/test_models.py checks the <= 90 % bound with the walker.)
+One more stage-3 block would exceed 90 % in every size. (tests/test_models.py checks the bound.)
 
 Unknown from the paper: its stage table, resolution, norm (BN or a per-pixel norm), activation, E,
 layer scale and stochastic depth, and its accuracy. spio benchmarks the block at C=64 on 64x64 maps
@@ -54,9 +56,9 @@ from convfirst.models.specs import ModelSpec
 # variant -> layout: widths, depths, stem (kernel, stride), native resolution, classes, input channels
 VARIANTS = {
     "pico": dict(dims=(32, 64), depths=(2, 2), stem=(3, 1), resolution=8, num_classes=10, in_chans=1),
-    "tiny": dict(dims=(64, 192, 384, 768), depths=(3, 3, 8, 3), stem=(4, 4), resolution=224,
+    "tiny": dict(dims=(64, 128, 256, 512), depths=(3, 3, 27, 3), stem=(4, 4), resolution=224,
                  num_classes=1000, in_chans=3),
-    "small": dict(dims=(64, 192, 384, 768), depths=(3, 3, 24, 3), stem=(4, 4), resolution=224,
+    "small": dict(dims=(128, 256, 512, 1024), depths=(2, 2, 11, 2), stem=(4, 4), resolution=224,
                   num_classes=1000, in_chans=3),
     "base": dict(dims=(128, 256, 512, 1024), depths=(3, 3, 23, 3), stem=(4, 4), resolution=224,
                  num_classes=1000, in_chans=3),
