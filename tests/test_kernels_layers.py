@@ -75,7 +75,9 @@ GCONV_CASES = [  # x shape, k, group width, stride, act, dtype, config (None: he
     ((1, 3, 5, 48), 5, 16, 1, "silu", BF16, None),
     ((2, 8, 9, 24), 3, 1, 2, "silu", BF16, None),  # stride 2: XLA's asymmetric 'SAME' padding
     ((1, 7, 9, 40), 5, 8, 2, "none", BF16, None),
-    ((2, 7, 9, 40), 3, 8, 1, "none", BF16, GConvConfig(4, 4, 16, 4)),  # 3 channel blocks, last half
+    ((2, 7, 9, 40), 3, 8, 1, "none", BF16, GConvConfig(4, 4, block_c=16, conv_chunk=16)),  # 3 blocks
+    ((1, 5, 5, 40), 3, 8, 1, "none", BF16, GConvConfig(4, 4, block_c=64, conv_chunk=16)),  # 4-way split
+    ((1, 5, 5, 24), 3, 1, 1, "silu", BF16, GConvConfig(2, 4, block_c=16, num_stages=1)),  # tiny tile
 ]
 
 
@@ -128,10 +130,11 @@ def test_config_validation():
         GemmConfig(block_m=48)
     with pytest.raises(ValueError, match=">= 16"):
         GemmConfig(block_k=8)
-    assert "multiple of group_width" in GConvConfig(block_c=16).reason(32)
+    assert "multiple of group_width" in GConvConfig(block_c=32, conv_chunk=16).reason(32)
+    assert "divide block_c" in GConvConfig(block_c=16, conv_chunk=32).reason(8)
     x = jnp.ones((1, 5, 5, 32), BF16)
     with pytest.raises(UnsupportedError, match="tensor-core dot"):
-        gconv(x, jnp.ones((3, 3, 8, 32)), jnp.ones(32), group_width=8, config=GConvConfig(2, 4, 16))
+        gconv(x, jnp.ones((3, 3, 8, 32)), jnp.ones(32), group_width=8, config=GConvConfig(2, 4, block_c=16, conv_chunk=16))
 
 
 def _sds(shape, dtype=BF16):

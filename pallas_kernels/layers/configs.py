@@ -88,21 +88,23 @@ def gemm_candidates(m: int, k: int, n: int) -> list[GemmConfig]:
 
 @dataclass(frozen=True)
 class GConvConfig(Serializable):
-    """One program computes a tile_h x tile_w output-pixel tile of one image for block_c channels.
+    """One program computes a tile_h x tile_w output-pixel tile of one image for block_c channels,
+    each tap one wide (pixels, block_c) load.
 
-    Depthwise: CUDA-core FMAs on (pixels, block_c) f32 accumulators. Grouped: per tap one tensor-core
-    dot (pixels, block_c) @ (block_c, block_c) with a block-diagonal weight; block_c is a multiple of
-    the group width and the wasted MACs are a factor block_c / group_width.
+    Depthwise: CUDA-core FMAs on (pixels, block_c) f32 accumulators (conv_chunk unused). Grouped:
+    the load is split into conv_chunk-wide parts, one tensor-core dot each with a block-diagonal
+    (conv_chunk, conv_chunk) weight; wasted MACs: a factor conv_chunk / group_width.
     """
 
     tile_h: int = 8
     tile_w: int = 8
-    block_c: int = 32
+    block_c: int = 64
+    conv_chunk: int = 32
     num_warps: int = 4
     num_stages: int = 2  # pipelines the loop over tap rows
 
     def __post_init__(self):
-        check_pow2(self, ("tile_h", "tile_w", "block_c"))
+        check_pow2(self, ("tile_h", "tile_w", "block_c", "conv_chunk"))
 
     @property
     def pixels(self) -> int:
@@ -111,10 +113,11 @@ class GConvConfig(Serializable):
     def reason(self, group_width: int) -> str | None:
         """None when this config can run a conv of this group width, else why not."""
         if group_width > 1:
-            if self.pixels < MIN_DOT or self.block_c < MIN_DOT:
-                return f"grouped conv needs >= {MIN_DOT} pixels and block_c >= {MIN_DOT} (tensor-core dot)"
-            if self.block_c % group_width:
-                return f"block_c={self.block_c} must be a multiple of group_width={group_width}"
+            if self.pixels < MIN_DOT or self.conv_chunk < MIN_DOT:
+                return f"grouped conv needs >= {MIN_DOT} pixels and conv_chunk >= {MIN_DOT} (tensor-core dot)"
+            if self.conv_chunk % group_width or self.block_c % self.conv_chunk:
+                return (f"conv_chunk={self.conv_chunk} must be a multiple of group_width={group_width} "
+                        f"and divide block_c={self.block_c}")
         return None
 
 
@@ -125,18 +128,21 @@ def tile_shape(h: int, w: int, pixels: int) -> tuple[int, int]:
 
 
 def gconv_heuristic(h: int, w: int, c: int, group_width: int) -> GConvConfig:
-    """64-pixel tiles; depthwise 64 channels per program, grouped 32-wide block-diagonals (the
-    fused ConvFirst kernel measured 32 faster than 16 on the H100 despite the wasted MACs)."""
+    """64-pixel tiles; up to 64 (depthwise) or 128 (grouped) channels per load; 32-wide
+    block-diagonal dots (the fused ConvFirst kernel measured one wide load per tap split into
+    32-wide dots fastest on the H100, despite the wasted MACs)."""
     th, tw = tile_shape(h, w, 64)
     if group_width == 1:
-        return GConvConfig(th, tw, clamp_pow2(c, MIN_DOT, 64), 4)
-    return GConvConfig(th, tw, max(32, group_width), 4)
+        return GConvConfig(th, tw, fit_pow2(c, 64), 32, 4)
+    chunk = max(32, group_width)
+    return GConvConfig(th, tw, max(chunk, fit_pow2(c, 128)), chunk, 4)
 
 
 def gconv_candidates(h: int, w: int, c: int, group_width: int) -> list[GConvConfig]:
-    chunks = (16, 32, 64, 128) if group_width == 1 else (16, 32)
-    configs = [GConvConfig(*tile_shape(h, w, pixels), bc, nw, ns)
-               for pixels, bc, nw, ns in itertools.product((32, 64, 128), chunks, (4, 8), (1, 2, 3))
+    chunks = (32,) if group_width == 1 else (16, 32)
+    configs = [GConvConfig(*tile_shape(h, w, pixels), bc, cc, nw, ns)
+               for pixels, bc, cc, nw, ns in itertools.product(
+                   (32, 64, 128), (16, 32, 64, 128), chunks, (4, 8), (1, 2, 3))
                if bc <= clamp_pow2(c, MIN_DOT, 128)]
     return ranked(gconv_heuristic(h, w, c, group_width),
                   [cfg for cfg in configs if cfg.reason(group_width) is None])

@@ -1,12 +1,13 @@
 """k x k grouped conv, 'same' padding, NHWC (Pallas, Triton backend) with fused bias [+ activation].
 
 One program computes a tile_h x tile_w output-pixel tile of one image for block_c channels. Each of
-the k*k taps is a masked load of the shifted input window (zeros outside the image give the conv's
-zero padding; halo re-reads of neighbouring tiles hit L1/L2), then:
+the k*k taps is one wide masked load of the shifted input window (zeros outside the image give the
+conv's zero padding; halo re-reads of neighbouring tiles hit L1/L2), then:
 - depthwise (group width 1): FMAs on CUDA cores into (pixels, block_c) f32 accumulators;
-- grouped (group width 8, 16, ...): one tensor-core dot per tap, (pixels, block_c) @ (block_c,
-  block_c), with a block-diagonal weight over the block_c channels (wasted MACs: block_c / group
-  width; the Triton backend has no register slicing to feed one group at a time).
+- grouped (group width 8, 16): the window is split in registers (tt.split, halves only) into
+  conv_chunk-wide parts, each one tensor-core dot (pixels, conv_chunk) @ (conv_chunk, conv_chunk)
+  with a block-diagonal weight (wasted MACs: conv_chunk / group width; dots need K >= 16 and the
+  Triton backend cannot slice one 8-wide group out of a value).
 Stride 2 is index arithmetic on the same loads (XLA's 'SAME' padding: the low pad is half the total).
 Operands in x.dtype (weights rounded to it, as in the reference), f32 accumulation, out in x.dtype.
 """
@@ -67,41 +68,43 @@ def block_diagonal_conv_weights(w_conv, group_width: int, chunk: int):
     return jnp.where(i_glob // g == o_glob // g, vals, 0).reshape(k * k * n * chunk, chunk)
 
 
-def conv_weight_operand(w_conv, group_width: int, chunk: int, dtype):
-    """Kernel layout of the conv weights, channels zero-padded to a multiple of `chunk`:
-    depthwise (k*k, Cp) rows per tap; grouped the block-diagonal (k*k*Cp, chunk) blocks."""
+def conv_weight_operand(w_conv, group_width: int, chunk: int, padded: int, dtype):
+    """Kernel layout of the conv weights, channels zero-padded to `padded` (a multiple of chunk):
+    depthwise (k*k, padded) rows per tap; grouped the block-diagonal (k*k*padded, chunk) blocks."""
     k, _, _, c = w_conv.shape
-    w = pad_axis(w_conv.astype(dtype), 3, pl.cdiv(c, chunk) * chunk)
+    w = pad_axis(w_conv.astype(dtype), 3, padded)
     if group_width == 1:
-        return w.reshape(k * k, -1)
+        return w.reshape(k * k, padded)
     return block_diagonal_conv_weights(w, group_width, chunk)
 
 
-def conv_tap(w_ref, tap: int, window, c0, chunk: int, n_chunks: int, depthwise: bool):
-    """One tap's contribution (pixels, chunk) f32 for input `window` (pixels, chunk) and the channel
-    chunk starting at c0 (= chunk index * chunk), weights laid out by `conv_weight_operand`."""
+def conv_tap(w_ref, tap, window, c0, chunk: int, padded: int, depthwise: bool):
+    """One tap's contribution (pixels, chunk) f32 for input `window` (pixels, chunk) of the channels
+    c0 .. c0+chunk-1 (c0 a multiple of chunk), weights laid out by `conv_weight_operand`."""
     if depthwise:
         return window.astype(jnp.float32) * w_ref[tap, pl.ds(c0, chunk)].astype(jnp.float32)[None, :]
-    w = w_ref[pl.ds(tap * n_chunks * chunk + c0, chunk), :]
+    w = w_ref[pl.ds(tap * padded + c0, chunk), :]
     return jnp.dot(window, w, preferred_element_type=jnp.float32)
 
 
 def sum_taps(k: int, tap, acc):
-    """acc + sum of tap(dy, dx, dy * k + dx) over the k x k taps: a loop over tap rows with the k
-    taps of a row unrolled. Unrolling all k*k masked loads made compiles slow (5-11 s at k = 7 on
-    the H100, pallas-gpu.md section 9; likewise in interpret mode); the row loop is also one Triton
-    can software-pipeline (num_stages)."""
+    """acc + sum of tap(dy, dx, dy * k + dx) over the k x k taps (acc: an array or a tuple of them):
+    a loop over tap rows with the k taps of a row unrolled. Unrolling all k*k masked loads made
+    compiles slow (5-11 s at k = 7 on the H100, pallas-gpu.md section 9; likewise in interpret
+    mode); the row loop is also one Triton can software-pipeline (num_stages)."""
     def row(dy, acc):
         for dx in range(k):
-            acc += tap(dy, dx, dy * k + dx)
+            acc = jax.tree.map(jnp.add, acc, tap(dy, dx, dy * k + dx))
         return acc
 
     return lax.fori_loop(0, k, row, acc)
 
 
 def _kernel(x_ref, w_ref, b_ref, o_ref, *, h, w, c, ho, wo, k, stride, pad_h, pad_w, depthwise, cfg,
-            act):
+            act, padded):
     th, tw, bc = cfg.tile_h, cfg.tile_w, cfg.block_c
+    chunk = bc if depthwise else cfg.conv_chunk
+    n_parts = bc // chunk
     p = lax.iota(jnp.int32, th * tw)
     tiles_w = pl.cdiv(wo, tw)
     tile = pl.program_id(0)
@@ -112,20 +115,26 @@ def _kernel(x_ref, w_ref, b_ref, o_ref, *, h, w, c, ho, wo, k, stride, pad_h, pa
     ch_ok = ch < c  # channels masked, not clamped: clamping defeats vector loads (see gemm.py)
     img = pl.program_id(2) * h  # program ids are read outside the loop (interpret mode needs it)
 
-    def tap(dy, dx, t):
+    def tap(dy, dx, t):  # one wide load of block_c channels, split in registers into dot chunks
         ih, iw = oh * stride + dy - pad_h, ow * stride + dx - pad_w
         inside = (ih >= 0) & (ih < h) & (iw >= 0) & (iw < w)
         pix = (img + jnp.clip(ih, 0, h - 1)) * w + jnp.clip(iw, 0, w - 1)
         window = pltriton.load(x_ref.at[pix[:, None], ch[None, :]],
                                mask=inside[:, None] & ch_ok[None, :], other=0.0)
-        return conv_tap(w_ref, t, window, c0, bc, pl.cdiv(c, bc), depthwise)
+        parts = jnp.split(window, n_parts, axis=1) if n_parts > 1 else [window]
+        return tuple(conv_tap(w_ref, t, part, c0 + j * chunk, chunk, padded, depthwise)
+                     for j, part in enumerate(parts))
 
-    acc = sum_taps(k, tap, jnp.zeros((th * tw, bc), jnp.float32))
-    y = kernel_activation(act)(acc + b_ref[pl.ds(c0, bc)][None, :])
+    acc = sum_taps(k, tap, tuple(jnp.zeros((th * tw, chunk), jnp.float32) for _ in range(n_parts)))
     valid = (oh < ho) & (ow < wo)
     rows = store_rows((pl.program_id(2) * ho + oh) * wo + ow, valid, o_ref.shape[0])
-    pltriton.store(o_ref.at[rows[:, None], ch[None, :]], y.astype(o_ref.dtype),
-                   mask=valid[:, None] & ch_ok[None, :])
+    f = kernel_activation(act)
+    for j in range(n_parts):  # one store per chunk: channels stay in their natural order
+        cj = c0 + j * chunk
+        y = f(acc[j] + b_ref[pl.ds(cj, chunk)][None, :])
+        ch_j = cj + lax.iota(jnp.int32, chunk)
+        pltriton.store(o_ref.at[rows[:, None], ch_j[None, :]], y.astype(o_ref.dtype),
+                       mask=valid[:, None] & (ch_j < c)[None, :])
 
 
 def gconv(x, w_conv, b_conv, *, group_width: int, stride: int = 1, act: str = "none",
@@ -141,11 +150,11 @@ def gconv(x, w_conv, b_conv, *, group_width: int, stride: int = 1, act: str = "n
     if (reason := cfg.reason(group_width)) is not None:
         raise UnsupportedError(f"gconv config {cfg}: {reason}")
     n_blocks = pl.cdiv(c, cfg.block_c)
-    wk = conv_weight_operand(w_conv, group_width, cfg.block_c, x.dtype)
-    bk = pad_axis(b_conv.astype(jnp.float32), 0, n_blocks * cfg.block_c)
+    padded = n_blocks * cfg.block_c
+    wk = conv_weight_operand(w_conv, group_width, cfg.conv_chunk, padded, x.dtype)
+    bk = pad_axis(b_conv.astype(jnp.float32), 0, padded)
     kernel = functools.partial(_kernel, h=h, w=w, c=c, ho=ho, wo=wo, k=k, stride=stride, pad_h=pad_h,
-                               pad_w=pad_w,
-                               depthwise=group_width == 1, cfg=cfg, act=act)
+                               pad_w=pad_w, depthwise=group_width == 1, cfg=cfg, act=act, padded=padded)
     tiles = pl.cdiv(ho, cfg.tile_h) * pl.cdiv(wo, cfg.tile_w)
     y = pl.pallas_call(
         kernel,

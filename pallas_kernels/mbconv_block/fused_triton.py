@@ -74,7 +74,8 @@ def _kernel(x_ref, *refs, h, w, c_in, c_out, k, expand, depthwise, cfg: configs.
         wc_ref, bc_ref, wp_ref, bp_ref, o_ref = refs
     th, tw, be = cfg.tile_h, cfg.tile_w, cfg.block_e
     pixels, f32, dtype = th * tw, jnp.float32, x_ref.dtype
-    n_chunks, acc_width = wp_ref.shape[0] // be, wp_ref.shape[1]
+    hidden_p, acc_width = wp_ref.shape
+    n_chunks = hidden_p // be
     f = kernel_activation(act)
     p = lax.iota(jnp.int32, pixels)
     tiles_w = pl.cdiv(w, tw)
@@ -105,7 +106,7 @@ def _kernel(x_ref, *refs, h, w, c_in, c_out, k, expand, depthwise, cfg: configs.
                 hid = jnp.where(inside[:, None], hid, 0.0).astype(dtype)
             else:  # E = 1: the conv runs on x itself, zero-padded by the masked load
                 hid = load_x(pix, inside, e0, be)
-            return conv_tap(wc_ref, t, hid, e0, be, n_chunks, depthwise)
+            return conv_tap(wc_ref, t, hid, e0, be, hidden_p, depthwise)
 
         conv = sum_taps(k, tap, jnp.zeros((pixels, be), f32))
         hc = f(conv + bc_ref[pl.ds(e0, be)][None, :]).astype(dtype)
@@ -143,7 +144,7 @@ def mbconv_fused(x, params: MBConvParams, *, config: configs.FusedConfig | None 
         c_in_p = max(MIN_DOT, next_pow2(c_in))
         operands += [pad_axis(pad_axis(params.w_expand.astype(dt), 0, c_in_p), 1, hidden_p),
                      pad_axis(params.b_expand.astype(f32), 0, hidden_p)]
-    operands += [conv_weight_operand(params.w_conv, group_width, cfg.block_e, dt),
+    operands += [conv_weight_operand(params.w_conv, group_width, cfg.block_e, hidden_p, dt),
                  pad_axis(params.b_conv.astype(f32), 0, hidden_p),
                  pad_axis(pad_axis(params.w_project.astype(dt), 0, hidden_p), 1, acc_width),
                  pad_axis(params.b_project.astype(f32), 0, acc_width)]
