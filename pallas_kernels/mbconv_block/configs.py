@@ -5,7 +5,8 @@ import itertools
 from dataclasses import dataclass
 
 from pallas_kernels.common import next_pow2
-from pallas_kernels.layers.configs import MIN_DOT, Serializable, check_pow2, clamp_pow2, ranked, tile_shape
+from pallas_kernels.layers.configs import (MIN_DOT, Serializable, check_pow2, clamp_pow2, fit_pow2, ranked,
+                                          tile_shape)
 
 
 @dataclass(frozen=True)
@@ -46,13 +47,13 @@ def _shapes(x_shape, params):
 
 
 def heuristic(x_shape, params, *, group_width: int = 1, **_) -> FusedConfig:
-    """64-pixel tiles (32 when the f32 output accumulators are wide); 64 hidden channels a step
-    for depthwise convs, 32 for grouped ones (block-diagonal dots; 32 measured faster than 16 in the
-    fused ConvFirst kernel on the H100)."""
+    """64-pixel tiles (32 when the f32 output accumulators are wide); hidden chunks up to 64 wide
+    for depthwise convs, up to 32 for grouped ones (block-diagonal dots; 32 measured faster than 16
+    in the fused ConvFirst kernel on the H100), sized to pad the hidden width little."""
     h, w, hidden, c_out = _shapes(x_shape, params)
     acc_width = clamp_pow2(c_out, MIN_DOT, 1 << 30)
     pixels = 64 if acc_width <= 128 else 32
-    block_e = min(64 if group_width == 1 else max(32, group_width), clamp_pow2(hidden, MIN_DOT, 64))
+    block_e = fit_pow2(hidden, 64 if group_width == 1 else 32)  # little padding: 144 -> 32, 672 -> 64
     num_warps = 4 if pixels * acc_width <= 64 * 128 else 8
     return FusedConfig(*tile_shape(h, w, pixels), block_e, num_warps, 2)
 
