@@ -34,9 +34,9 @@ def convnext_layout(*, name: str, family: str, depths, dims, block: dict, in_cha
                     **model_fields) -> ModelSpec:
     """Patchify stem, stages of ConvFirst blocks with 2x2/2 downsampling convs, pool-norm-FC head.
 
-    The stem/downsampling/head norms follow the block norm (`block['norm']`, `block['norm_eps']`):
-    'layer' is ConvNeXt (norm after the stem conv, before each downsampling conv); 'batch' puts the
-    BatchNorm after each conv (convs without bias; foldable); 'none' has biases and no norms.
+    The stem/downsampling norms follow the block norm (`block['norm']`, `block['norm_eps']`): 'layer'
+    is ConvNeXt (norm after the stem conv, before each downsampling conv); 'batch' puts the BatchNorm
+    after each conv (convs without bias; foldable); 'none' has biases and no norms.
     """
     norm, eps = block["norm"], block["norm_eps"]
     bias = norm != "batch"
@@ -48,7 +48,9 @@ def convnext_layout(*, name: str, family: str, depths, dims, block: dict, in_cha
             layers.append(Conv(dims[stage - 1], dim, 2, 2, bias=bias, norm=norm, norm_first=norm == "layer",
                                norm_eps=eps, padding="VALID"))
         layers.extend(ConvFirstBlock(dim=dim, drop_path=next(rates), **block) for _ in range(depth))
-    layers.append(Head(dims[-1], num_classes, norm=norm, norm_eps=eps))
+    # The head norm is a LayerNorm unless norms are off: BatchNorm on pooled (B, C) features would
+    # depend on the batch (and collapse at one image per device); it is outside the fused blocks anyway.
+    layers.append(Head(dims[-1], num_classes, norm="none" if norm == "none" else "layer", norm_eps=1e-6))
     return ModelSpec(name=name, family=family, resolution=resolution, layers=tuple(layers),
                      in_chans=in_chans, **model_fields)
 
