@@ -156,12 +156,13 @@ class _Records:
 
 def train_loader(source, *, batch_size: int, seed: int, augment: TrainAugment, image_key: str = "image",
                  label_key: str = "label", process_index: int = 0, process_count: int = 1,
-                 num_threads: int = 4, prefetch: int = 8):
+                 num_threads: int = 4, prefetch: int = 256):
     """Infinite iterator of this process's share of each global batch of `batch_size`.
 
     Epoch e is shuffled with seed+e (grain's shuffle before repeat); augmentation randomness comes
     from (seed, global element index), so the stream does not depend on threads or process count.
-    The iterator supports grain's get_state()/set_state() for exact resumption.
+    The iterator supports grain's get_state()/set_state() for exact resumption. `prefetch` counts
+    examples decoded ahead by the `num_threads` reader threads.
     """
     import grain
 
@@ -174,11 +175,12 @@ def train_loader(source, *, batch_size: int, seed: int, augment: TrainAugment, i
         image, label = record
         return {"image": augment(image, rng), "label": label}
 
+    # decode + augment run per example in grain's threads; batching after the thread pool keeps them busy
     ds = (grain.MapDataset.source(_Records(source, image_key, label_key))
           .shuffle(seed=seed).repeat().random_map(transform, seed=seed)
-          [process_index::process_count]
-          .batch(batch_size // process_count, drop_remainder=True))
-    return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)))
+          [process_index::process_count])
+    ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch))
+    return iter(ds.batch(batch_size // process_count, drop_remainder=True))
 
 
 def eval_batches(source, *, batch_size: int, augment: EvalAugment, image_key: str = "image",
@@ -193,8 +195,9 @@ def eval_batches(source, *, batch_size: int, augment: EvalAugment, image_key: st
     local = batch_size // process_count
     num_batches = math.ceil(math.ceil(len(source) / process_count) / local)
     ds = (grain.MapDataset.source(_Records(source, image_key, label_key))[process_index::process_count]
-          .map(lambda r: {"image": augment(r[0]), "label": r[1]}).batch(local, drop_remainder=False))
-    batches = iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=2 * local)))
+          .map(lambda r: {"image": augment(r[0]), "label": r[1]}))
+    ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=2 * local))
+    batches = iter(ds.batch(local, drop_remainder=False))
     template = None
     for _ in range(num_batches):
         batch = next(batches, None)

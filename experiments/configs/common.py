@@ -41,7 +41,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.label_key = "label"
     c.data.num_classes = 0  # 0: from the dataset's label feature
     c.data.num_threads = 4  # grain reader threads (decode + augment)
-    c.data.prefetch = 8  # host elements prefetched by grain
+    c.data.prefetch = 256  # examples decoded ahead by the grain threads
     c.data.device_prefetch = 2  # batches in flight to the devices
 
     c.aug = ml_collections.ConfigDict()

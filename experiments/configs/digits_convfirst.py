@@ -6,7 +6,7 @@ Run (offline; the dataset ships inside scikit-learn):
     convfirst train --config experiments/configs/digits_convfirst.py --workdir runs/digits
 
 Expected: val_accuracy >= 0.95 on the 360 held-out digits after 150 steps of batch 64 (6.7 epochs;
-measured 0.989 in 2 min 14 s on a shared 2-core CPU, jax 0.11.2). Restarting the same command
+measured 0.983-0.989 in 2-3 minutes on a shared 2-core CPU, jax 0.11.2). Restarting the same command
 resumes from the last checkpoint; `convfirst eval --workdir runs/digits` re-evaluates it.
 
 Arguments (`:a=1,b=2`): steps (150), batch (64), precision (f32; bf16 is slow on CPUs),
