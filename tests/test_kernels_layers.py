@@ -134,7 +134,8 @@ def test_config_validation():
     assert "divide block_c" in GConvConfig(block_c=16, conv_chunk=32).reason(8)
     x = jnp.ones((1, 5, 5, 32), BF16)
     with pytest.raises(UnsupportedError, match="tensor-core dot"):
-        gconv(x, jnp.ones((3, 3, 8, 32)), jnp.ones(32), group_width=8, config=GConvConfig(2, 4, block_c=16, conv_chunk=16))
+        gconv(x, jnp.ones((3, 3, 8, 32)), jnp.ones(32), group_width=8,
+              config=GConvConfig(2, 4, block_c=16, conv_chunk=16))
 
 
 def _sds(shape, dtype=BF16):

@@ -32,7 +32,8 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
-from pallas_kernels.common import dtype_reason, interpret_mode, kernel_activation, next_pow2, pad_axis, store_rows
+from pallas_kernels.common import (dtype_reason, interpret_mode, kernel_activation, next_pow2, pad_axis,
+                                   store_rows)
 from pallas_kernels.layers.configs import MIN_DOT
 from pallas_kernels.layers.gconv import conv_tap, conv_weight_operand, gconv_reason, sum_taps
 from pallas_kernels.mbconv_block import configs
