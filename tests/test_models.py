@@ -21,6 +21,7 @@ from convfirst.cost.jaxpr_macs import jaxpr_macs, traced_macs
 from convfirst.models import blocks as model_blocks
 from convfirst.models import create_model, list_models, model_info, model_spec
 from convfirst.models.efficientnet import efficientnet_spec
+from convfirst.models.layers import conv_init, dense_init
 from convfirst.models.net import ConvNet
 from convfirst.models.specs import Conv, Head, MBConvBlock, ModelSpec
 
@@ -183,6 +184,19 @@ def test_walker_counts_the_same_macs_in_train_and_eval_mode():
     model.train()
     x = jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32)
     assert traced_macs(forward(model), nnx.state(model), x) / 1e9 == pytest.approx(gmacs("mbconvnet_b0_gw8"), rel=1e-9)
+
+
+def test_weight_inits_follow_convnext_and_timm_goog():
+    key = jax.random.key(8)
+    depthwise = conv_init("fan_out", groups=256)(key, (5, 5, 1, 256))  # timm: fan_out = k*k*cout/groups
+    assert float(depthwise.std()) == pytest.approx(np.sqrt(2 / 25), rel=0.05)
+    pointwise = conv_init("fan_out")(key, (64, 512))  # 1x1 conv stored as dense: fan_out = cout
+    assert float(pointwise.std()) == pytest.approx(np.sqrt(2 / 512), rel=0.05)
+    classifier = dense_init("fan_out")(key, (256, 1000))  # U(+-1/sqrt(num_classes))
+    assert float(jnp.abs(classifier).max()) <= 1 / np.sqrt(1000)
+    assert float(classifier.std()) == pytest.approx(1 / np.sqrt(3000), rel=0.05)
+    convnext = conv_init("trunc_normal")(key, (7, 7, 1, 512))  # N(0, 0.02) truncated at 2 sigma
+    assert float(jnp.abs(convnext).max()) <= 0.04 and float(convnext.std()) == pytest.approx(0.02 * 0.88, rel=0.05)
 
 
 # --- specs and options -------------------------------------------------------------------------------
