@@ -52,21 +52,22 @@ def git_commit() -> str:
         return "unknown"
 
 
+def block_problem(lc, batch: int) -> BlockProblem | None:
+    """The block-op call of one layer (a `LayerCost`) at `batch`; None for layers that are not blocks."""
+    s, (h, w, c) = lc.spec, lc.in_shape
+    if isinstance(s, ConvFirstBlock):
+        return BlockProblem("convfirst_block", batch, h, w, c, s.hidden, s.kernel_size, s.group_width, s.act,
+                            layer_norm=s.norm == "layer")
+    if isinstance(s, MBConvBlock):
+        return BlockProblem("mbconv_block", batch, h, w, c, s.hidden, s.kernel_size, s.group_width, s.act,
+                            cout=s.cout, stride=s.stride, expand=s.has_expand, se_channels=s.se_channels,
+                            residual=s.has_residual)
+    return None
+
+
 def block_problems(spec: ModelSpec, batch: int) -> list[tuple[BlockProblem, int]]:
     """The distinct residual-block calls of a model with how often each occurs."""
-    counts = collections.Counter()
-    for lc in layer_costs(spec):
-        s, (h, w, c) = lc.spec, lc.in_shape
-        if isinstance(s, ConvFirstBlock):
-            prob = BlockProblem("convfirst_block", batch, h, w, c, s.hidden, s.kernel_size, s.group_width,
-                                s.act, layer_norm=s.norm == "layer")
-        elif isinstance(s, MBConvBlock):
-            prob = BlockProblem("mbconv_block", batch, h, w, c, s.hidden, s.kernel_size, s.group_width, s.act,
-                                cout=s.cout, stride=s.stride, expand=s.has_expand, se_channels=s.se_channels,
-                                residual=s.has_residual)
-        else:
-            continue
-        counts[prob] += 1
+    counts = collections.Counter(p for lc in layer_costs(spec) if (p := block_problem(lc, batch)) is not None)
     return list(counts.items())
 
 
