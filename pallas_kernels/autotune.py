@@ -33,11 +33,16 @@ def cache_path(device_kind: str | None = None) -> Path:
     return Path(os.environ.get(ENV_CACHE) or TUNING_DIR / f"{device_slug(device_kind)}.json")
 
 
+# Static options that change numbers but not speed, left out of the key (a model's BatchNorm eps
+# must find the entry tuned with the default eps).
+SPEED_NEUTRAL_STATIC = ("ln_eps",)
+
+
 def shape_key(op: str, x, params, static: dict) -> str:
     """Op, dtype, per-image input shape, parameter shapes and static options; no batch."""
     leaves = jax.tree.leaves(params, is_leaf=lambda v: v is None)
     pshapes = ",".join("-" if v is None else "x".join(map(str, v.shape)) for v in leaves)
-    opts = ",".join(f"{k}={v}" for k, v in sorted(static.items()))
+    opts = ",".join(f"{k}={v}" for k, v in sorted(static.items()) if k not in SPEED_NEUTRAL_STATIC)
     return f"{op}|{jax.numpy.dtype(x.dtype).name}|{'x'.join(map(str, x.shape[1:]))}|{pshapes}|{opts}"
 
 

@@ -17,6 +17,7 @@ from pallas_kernels import AUTO, CONVFIRST_BLOCK, UnsupportedError, autotune, co
 from pallas_kernels.common import lower_for_h100
 from pallas_kernels.convfirst_block import configs, fused_triton
 from pallas_kernels.convfirst_block.configs import FusedConfig
+from pallas_kernels.layers.gconv import block_diagonal_conv_weights
 from pallas_kernels.problems import BlockProblem
 
 BF16, F16 = jnp.bfloat16, jnp.float16
@@ -68,7 +69,7 @@ def test_join_order_is_a_permutation_matching_the_kernel_join():
 def test_block_diagonal_weights_reproduce_the_grouped_conv():
     k, g, c, chunk = 3, 8, 32, 16
     w = normal(3, (k, k, g, c))
-    dense = fused_triton.block_diagonal_conv_weights(w, g, chunk).reshape(k, k, c // chunk, chunk, chunk)
+    dense = block_diagonal_conv_weights(w, g, chunk).reshape(k, k, c // chunk, chunk, chunk)
     for j in range(c // chunk):
         for o in range(chunk):
             for i in range(chunk):

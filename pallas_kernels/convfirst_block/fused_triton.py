@@ -28,6 +28,7 @@ from jax.experimental.pallas import triton as pltriton
 from pallas_kernels.common import dtype_reason, interpret_mode, kernel_activation
 from pallas_kernels.convfirst_block import configs
 from pallas_kernels.convfirst_block.reference import ConvFirstParams
+from pallas_kernels.layers.gconv import block_diagonal_conv_weights
 from pallas_kernels.registry import UnsupportedError
 
 MAX_KERNEL_SIZE = 7
@@ -76,21 +77,6 @@ def _config_reason(cfg: configs.FusedConfig, c: int, hidden: int, group_width: i
     if group_width > 1 and cfg.conv_chunk % group_width:
         return f"conv_chunk={cfg.conv_chunk} must be a multiple of group_width={group_width}"
     return None
-
-
-def block_diagonal_conv_weights(w_conv, group_width: int, chunk: int):
-    """(k, k, G, C) grouped weights -> (k*k*C/chunk*chunk, chunk) dense per-chunk blocks.
-
-    Row ((tap * n_chunks + j) * chunk + i), column o holds the weight from input channel
-    j*chunk+i to output channel j*chunk+o, zero across groups.
-    """
-    k, _, g, c = w_conv.shape
-    n = c // chunk
-    base = jnp.arange(n)[:, None, None] * chunk
-    i_glob = base + jnp.arange(chunk)[None, :, None]
-    o_glob = base + jnp.arange(chunk)[None, None, :]
-    vals = w_conv[:, :, i_glob % g, o_glob]  # (k, k, n, chunk, chunk)
-    return jnp.where(i_glob // g == o_glob // g, vals, 0).reshape(k * k * n * chunk, chunk)
 
 
 def join_order(n_chunks: int, chunk: int):

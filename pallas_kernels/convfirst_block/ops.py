@@ -7,8 +7,12 @@ from pallas_kernels.convfirst_block import configs, fused_triton
 from pallas_kernels.convfirst_block.reference import ConvFirstParams, convfirst_block_reference
 from pallas_kernels.registry import BlockOp, Implementation
 
-CONVFIRST_BLOCK = BlockOp("convfirst_block", convfirst_block_reference,
-                          auto_order=lambda x, p, static: ("pallas_fused", "xla"))
+# Without a tuning-cache entry, 'auto' prefers the fused kernel up to C=128, where it beat XLA on the
+# H100 (3.2x at 56x56x64, 1.7x at 28x28x128); at C=256 it was slower (docs/kernels.md).
+FUSED_PREFERRED_MAX_C = 128
+CONVFIRST_BLOCK = BlockOp(
+    "convfirst_block", convfirst_block_reference,
+    auto_order=lambda x, p, static: (("pallas_fused",) if x.shape[-1] <= FUSED_PREFERRED_MAX_C else ()) + ("xla",))
 CONVFIRST_BLOCK.register(Implementation(
     "pallas_fused", fused_triton.convfirst_fused, check=fused_triton.check, interpretable=True,
     config_cls=configs.FusedConfig,

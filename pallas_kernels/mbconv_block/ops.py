@@ -6,8 +6,11 @@ import logging
 from pallas_kernels.mbconv_block.reference import MBConvParams, mbconv_block_reference
 from pallas_kernels.registry import BlockOp, Implementation
 
+# Without a tuning-cache entry, 'auto' prefers the fused kernel only for blocks without expansion
+# (E=1): it recomputes the expansion k*k times per pixel and was slower than XLA on every E=6
+# EfficientNet-B0 stage on the H100, faster (2.7x) at 112x112x32 E=1 (benchmarks/results/).
 MBCONV_BLOCK = BlockOp("mbconv_block", mbconv_block_reference,
-                      auto_order=lambda x, p, static: ("pallas_fused", "xla"))
+                      auto_order=lambda x, p, static: (("pallas_fused",) if p.w_expand is None else ()) + ("xla",))
 
 try:  # Pallas kernels; a jax without the Pallas Triton backend leaves the op usable with xla
     from pallas_kernels.mbconv_block import configs, fused_triton, layerwise
