@@ -105,4 +105,5 @@ for _variant, (*_, _weights, _top1) in VARIANTS.items():
 # MBConvNet: B0 without squeeze-excite (a global pool breaks depth-first fusion), depthwise or grouped.
 # Other sizes: any efficientnet_b* with se_ratio=0 and group_width=G.
 for _gw, _suffix in ((1, ""), (8, "_gw8"), (16, "_gw16")):
-    register_model(f"mbconvnet_b0{_suffix}")(functools.partial(efficientnet_spec, "b0", se_ratio=0.0, group_width=_gw))
+    register_model(f"mbconvnet_b0{_suffix}")(
+        functools.partial(efficientnet_spec, "b0", se_ratio=0.0, group_width=_gw))

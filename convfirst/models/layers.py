@@ -92,9 +92,9 @@ class ConvNormAct(nnx.Module):
 
     def __init__(self, spec: specs.Conv, *, model: specs.ModelSpec, dtype, rngs: nnx.Rngs):
         self.spec = spec
-        self.conv = nnx.Conv(spec.cin, spec.cout, (spec.kernel_size,) * 2, (spec.stride,) * 2, padding=spec.padding,
-                             feature_group_count=spec.groups, use_bias=spec.bias, dtype=dtype,
-                             kernel_init=conv_init(model.weight_init, spec.groups), rngs=rngs)
+        self.conv = nnx.Conv(spec.cin, spec.cout, (spec.kernel_size,) * 2, (spec.stride,) * 2,
+                             padding=spec.padding, feature_group_count=spec.groups, use_bias=spec.bias,
+                             dtype=dtype, kernel_init=conv_init(model.weight_init, spec.groups), rngs=rngs)
         channels = spec.cin if spec.norm_first else spec.cout
         self.norm = norm_layer(spec.norm, channels, eps=spec.norm_eps, momentum=model.bn_momentum,
                                dtype=dtype, rngs=rngs)

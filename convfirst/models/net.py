@@ -56,7 +56,8 @@ class ConvNet(nnx.Module):
 
     @staticmethod
     def _ops_used(spec: specs.ModelSpec) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(_BLOCK_OPS[type(l)] for l in spec.layers if type(l) in _BLOCK_OPS))
+        ops = (_BLOCK_OPS.get(type(layer)) for layer in spec.layers)
+        return tuple(dict.fromkeys(op for op in ops if op))
 
     @staticmethod
     def _build(layer, spec, dtype, impls, rngs) -> nnx.Module:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 NORMS = ("batch", "layer", "none")
 ACTS = ("silu", "gelu", "gelu_tanh", "relu", "none")
 # "trunc_normal": conv/dense weights ~ trunc_normal(std=0.02), zero bias (ConvNeXt);
-# "fan_out": conv ~ N(0, 2/fan_out) with fan_out = k*k*cout/groups, classifier ~ U(+-1/sqrt(classes)) (EfficientNet)
+# "fan_out": conv ~ N(0, 2/fan_out), fan_out = k*k*cout/groups; classifier ~ U(+-1/sqrt(classes)) (EfficientNet)
 WEIGHT_INITS = ("trunc_normal", "fan_out")
 
 
