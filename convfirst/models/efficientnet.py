@@ -68,8 +68,10 @@ def grouped_hidden(cin: int, expand_ratio: float, group_width: int) -> tuple[int
 def efficientnet_spec(variant: str, *, num_classes: int = 1000,
                       resolution: int | None = None, in_chans: int = 3, drop_path_rate: float = 0.2,
                       dropout: float | None = None, se_ratio: float = 0.25, group_width: int = 1,
-                      act: str = "silu") -> ModelSpec:
-    """EfficientNet `variant` (b0-b7); None takes the variant's native resolution / dropout.
+                      act: str = "silu", width_mult: float | None = None,
+                      depth_mult: float | None = None) -> ModelSpec:
+    """EfficientNet `variant` (b0-b7); None takes the variant's native resolution / dropout / width and
+    depth multipliers (other multipliers give e.g. the tiny CPU models of the small-scale experiment).
 
     The family follows the block: 'efficientnet' with squeeze-excite, 'mbconvnet' without, with a
     '_gw<G>' suffix for grouped convs (e.g. se_ratio=0, group_width=8 on any variant: 'mbconvnet_gw8').
@@ -77,6 +79,8 @@ def efficientnet_spec(variant: str, *, num_classes: int = 1000,
     if variant not in VARIANTS:
         raise ValueError(f"unknown EfficientNet variant {variant!r}; valid: {', '.join(VARIANTS)}")
     width, depth, native, variant_dropout, _, _ = VARIANTS[variant]
+    width = width if width_mult is None else width_mult
+    depth = depth if depth_mult is None else depth_mult
     cin = round_filters(STEM, width)
     layers = [Conv(in_chans, cin, 3, 2, norm="batch", norm_eps=BN_EPS, act=act)]
     stages = []
