@@ -134,6 +134,47 @@ print("RESULT" + json.dumps(out))
     assert one[-1]["val_loss"] == pytest.approx(two[-1]["val_loss"], rel=1e-5)
 
 
+MULTIHOST = """
+import json, sys
+process_id, port, workdir, data_dir, tests = sys.argv[1:]
+import jax
+jax.config.update("jax_cpu_collectives_implementation", "gloo")
+jax.distributed.initialize(f"localhost:{port}", num_processes=2, process_id=int(process_id))
+assert jax.process_count() == 2 and jax.device_count() == 2 and jax.local_device_count() == 1
+sys.path.insert(0, tests)
+from train import trainer
+from train_helpers import build_tiny, tiny_config
+trainer.build_model = build_tiny
+trainer.train(tiny_config(data_dir, steps=6, ckpt_every=6, eval_every=6), workdir)
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_device(tmp_path, digits_dir, tiny_model):
+    """Multi-host data parallelism (jax.distributed, one CPU device per process, gloo collectives):
+    each process loads half of every global batch; the metrics equal a single-device run's."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env.pop("XLA_FLAGS", None)
+    procs = [subprocess.Popen([sys.executable, "-c", MULTIHOST, str(i), str(port), str(tmp_path / "multi"),
+                               digits_dir, str(REPO / "tests")], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), "\n".join(err[-2000:] for _, err in outputs)
+    trainer.train(tiny_config(digits_dir, steps=6, ckpt_every=6, eval_every=6), tmp_path / "single")
+    multi, single = metrics.read_metrics(tmp_path / "multi"), metrics.read_metrics(tmp_path / "single")
+    assert [r["step"] for r in multi] == [r["step"] for r in single] == [2, 4, 6]
+    for a, b in zip(multi, single):
+        for key in ("loss", "accuracy", "grad_norm", "learning_rate"):
+            assert a[key] == pytest.approx(b[key], rel=2e-5, abs=1e-6), (a["step"], key)
+    assert multi[-1]["val_accuracy"] == pytest.approx(single[-1]["val_accuracy"])
+    assert checkpoint.Checkpointer(tmp_path / "multi" / trainer.CHECKPOINT_DIR).all_steps() == [6]
+
+
 def test_cli_rejects_bad_config_and_missing_data(tmp_path, capsys):
     assert cli.main(["train", "--config", DIGITS_CONFIG, "--workdir", str(tmp_path), "--config.optim.lrr=1"]) == 2
     err = capsys.readouterr().err

@@ -157,7 +157,7 @@ class _Records:
 def train_loader(source, *, batch_size: int, seed: int, augment: TrainAugment, image_key: str = "image",
                  label_key: str = "label", process_index: int = 0, process_count: int = 1,
                  num_threads: int = 4, prefetch: int = 256):
-    """Infinite iterator of this process's share of each global batch of `batch_size`.
+    """Infinite iterator of this process's block of each global batch of `batch_size`.
 
     Epoch e is shuffled with seed+e (grain's shuffle before repeat); augmentation randomness comes
     from (seed, global element index), so the stream does not depend on threads or process count.
@@ -175,12 +175,19 @@ def train_loader(source, *, batch_size: int, seed: int, augment: TrainAugment, i
         image, label = record
         return {"image": augment(image, rng), "label": label}
 
-    # decode + augment run per example in grain's threads; batching after the thread pool keeps them busy
-    ds = (grain.MapDataset.source(_Records(source, image_key, label_key))
-          .shuffle(seed=seed).repeat().random_map(transform, seed=seed)
-          [process_index::process_count])
+    # The global stream (shuffled per epoch, augmented by global index) is cut into global batches;
+    # this process reads its contiguous block of each, so the global batch - and with it dropout masks
+    # and mixup partners - is the same for any number of processes.
+    stream = (grain.MapDataset.source(_Records(source, image_key, label_key))
+              .shuffle(seed=seed).repeat().random_map(transform, seed=seed))
+    local = batch_size // process_count
+
+    def fetch(i):
+        return stream[(i // local) * batch_size + process_index * local + i % local]
+
+    ds = grain.MapDataset.range(len(stream) // process_count).map(fetch)  # decode + augment in threads
     ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch))
-    return iter(ds.batch(batch_size // process_count, drop_remainder=True))
+    return iter(ds.batch(local, drop_remainder=True))
 
 
 def eval_batches(source, *, batch_size: int, augment: EvalAugment, image_key: str = "image",

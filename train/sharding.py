@@ -49,6 +49,18 @@ def check_batch_size(batch_size: int, mesh: Mesh, what: str = "batch_size") -> N
         raise ValueError(f"{what}={batch_size} is not divisible by the {mesh.size} devices of the mesh")
 
 
+def replicate(tree, sharding: NamedSharding):
+    """Host values that every process computed identically -> replicated global jax.Arrays. Unlike
+    `jax.device_put`, this works when the mesh spans devices of other processes (multi-host)."""
+    def put(x):
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(put(jax.random.key_data(x)), impl=jax.random.key_impl(x))
+        host = np.asarray(x)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    return jax.tree.map(put, tree)
+
+
 def put_batch(local_batch: dict, sharding: NamedSharding) -> dict:
     """This process's numpy batch -> global jax.Arrays sharded along the batch axis (async copy)."""
     return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in local_batch.items()}

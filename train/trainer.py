@@ -133,7 +133,7 @@ class Run:
         self.model_def, state = create_train_state(model, self.tx, seed=config.seed, ema=config.ema_decay > 0,
                                                    loss_scale=loss_scale)
         self.state_sharding = jax.tree.map(lambda _: sharding.replicated(self.mesh), state)
-        self.state = jax.device_put(state, self.state_sharding)
+        self.state = sharding.replicate(state, sharding.replicated(self.mesh))
         self.settings = step_settings(config, self.num_classes)
         self.checkpointer = Checkpointer(self.workdir / CHECKPOINT_DIR, keep=config.keep_ckpts)
         self.is_chief = jax.process_index() == 0
@@ -186,11 +186,13 @@ def train(config, workdir: str | Path, *, stop_at_step: int | None = None) -> di
     if run.is_chief:
         _write_config(config, workdir, resumed=start > 0)
     progress = metrics_lib.Progress(plan.total_steps, start, enabled=c.progress and run.is_chief)
-    progress.print(f"{c.model.name}: {param_count(run.state.params) / 1e6:.3f}M params, {plan.total_steps} steps "
+    say = progress.print if run.is_chief else (lambda message: None)
+    say(f"{c.model.name}: {param_count(run.state.params) / 1e6:.3f}M params, {plan.total_steps} steps "
                    f"({plan.steps_per_epoch}/epoch), batch {c.batch_size} on {run.mesh.size} device(s), "
                    f"{c.precision}" + (f"; resuming at step {start}" if start else ""))
     writer = metrics_lib.MetricsWriter(workdir, resume_step=start, enabled=run.is_chief)
     if start >= plan.total_steps:
+        say(f"{workdir} already holds the final checkpoint (step {start})")
         progress.close()
         return {}
 
@@ -201,6 +203,9 @@ def train(config, workdir: str | Path, *, stop_at_step: int | None = None) -> di
         image_key=c.data.image_key, label_key=c.data.label_key, process_index=jax.process_index(),
         process_count=jax.process_count(), num_threads=c.data.num_threads, prefetch=c.data.prefetch)
     if position is not None:
+        if position.get("process_count", 1) != jax.process_count():
+            raise ValueError(f"the checkpoint in {workdir} was written by {position.get('process_count', 1)} "
+                             f"processes; resume it with the same number (now {jax.process_count()})")
         loader.set_state(position["train_iterator"])
     batches = sharding.prefetch_to_device(loader, sharding.batch_sharding(run.mesh), c.data.device_prefetch,
                                           state_fn=loader.get_state)
@@ -239,14 +244,15 @@ def train(config, workdir: str | Path, *, stop_at_step: int | None = None) -> di
             writer.write(step, last)
             progress.update(step, _short(last))
             if step % c.ckpt_every == 0 or final:
-                run.checkpointer.save(step, state, {"train_iterator": position})
+                run.checkpointer.save(step, state, {"train_iterator": position,
+                                                    "process_count": jax.process_count()})
                 last_ckpt = step
         run.checkpointer.wait()
     finally:
         run.checkpointer.close()
         progress.close()
     if "val_accuracy" in last:
-        progress.print(f"step {step}: " + _short(last))
+        say(f"step {step}: " + _short(last))
     return last
 
 
