@@ -109,6 +109,7 @@ def mbconv_mini() -> ModelSpec:
 
 # Executed: every layer and block variant (ConvFirst with BatchNorm, ConvFirst/ConvNeXt-style with
 # LayerNorm + layer scale, MBConv with SE/groups/stride) at sizes whose CPU compile fits CI.
+@pytest.mark.slow  # 10-30 s each on two idle cores, mostly XLA compiles
 @pytest.mark.parametrize("make", [lambda: create_model("convfirst_pico", drop_path_rate=0.2),
                                   lambda: create_model("convfirst_pico_ln", drop_path_rate=0.2),
                                   lambda: ConvNet(mbconv_mini(), rngs=nnx.Rngs(0))],
