@@ -16,6 +16,7 @@ COMMANDS = {
     "train": ("convfirst.commands.train", "train a model from a config file (resumes from the workdir)"),
     "eval": ("convfirst.commands.eval", "evaluate the latest or a given checkpoint of a training workdir"),
     "data": ("convfirst.commands.data", "prepare datasets (offline) as TFDS array_record"),
+    "reproduce": ("convfirst.commands.reproduce", "run a named experiment (tables, plots) resumably, cell by cell"),
 }
 
 

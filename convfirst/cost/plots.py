@@ -78,3 +78,53 @@ def save_waterline_plot(waterlines: dict[str, Waterline], path, title: str = "")
     fig = waterline_figure(waterlines, title)
     fig.savefig(path, format="png", dpi=120)
     plt.close(fig)
+
+
+def efficiency_gap_figure(families: dict[str, list[dict]], peak_label: str, title: str = "", note: str = ""):
+    """Efficiency-gap plot (paper.md 1.2): accuracy against latency per image on a log axis.
+
+    `families` maps a family to its models, each {'label', 'top1', 'ideal_s', 'measured_s': {impl: s}}.
+    Per family one dotted curve at the ideal latency C/P (100 % efficiency: the model-efficiency curve)
+    and one solid curve per implementation at the measured latency; the horizontal distance between
+    them is log(1/E). `note` is printed in red above the axes (e.g. a fake-timing warning).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8.5, 5.5))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    styles = [("-", "s"), ("--", "^"), ("-.", "D"), (":", "v")]
+    for color, (family, models) in zip(colors, families.items()):
+        models = sorted(models, key=lambda m: m["ideal_s"])
+        ax.plot([m["ideal_s"] * 1e3 for m in models], [m["top1"] for m in models], ":", marker="o", mfc="none",
+                color=color, label=f"{family}: ideal C/P")
+        impls = sorted({i for m in models for i in m["measured_s"]})
+        for (style, marker), impl in zip(styles, impls):
+            pts = [(m["measured_s"][impl] * 1e3, m["top1"]) for m in models if impl in m["measured_s"]]
+            ax.plot(*zip(*pts), style, marker=marker, color=color, label=f"{family}: measured ({impl})")
+        for m in models:  # the gap itself: ideal to slowest measured latency
+            ax.plot([m["ideal_s"] * 1e3, max(m["measured_s"].values()) * 1e3], [m["top1"]] * 2, color=color,
+                    alpha=0.25, linewidth=3, solid_capstyle="butt")
+            ax.annotate(m["label"], (m["ideal_s"] * 1e3, m["top1"]), textcoords="offset points", xytext=(-4, 5),
+                        fontsize=7, color=color, ha="right")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"latency per image (ms, log scale); ideal = MACs / {peak_label}")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    if title:
+        ax.set_title(title, fontsize=9, loc="left")
+    if note:
+        fig.text(0.5, 0.995, note, color="red", ha="center", va="top", fontsize=10, weight="bold")
+    fig.tight_layout(rect=(0, 0, 1, 0.96 if note else 1))
+    return fig
+
+
+def save_figure(fig, path) -> None:
+    """Write a figure as PNG and release it."""
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path, format="png", dpi=120)
+    plt.close(fig)
