@@ -316,7 +316,7 @@ def waterline(res: Results, name: str) -> Section:
         save_waterline_plot({f"{c['impl']} (cost model: {mw.fused_blocks} block calls fused)": mw.waterline
                              for c, mw in mine}, path,
                             f"{prefix}{model}: measured per layer vs waterline, batch {mine[0][1].batch}, "
-                            f"{mine[0][1].dtype}")
+                            f"{mine[0][1].dtype}", max_ratio=_ratio_cap([mw for _, mw in mine]))
         plots.append(path)
         md += [f"![waterline {model}]({IMG}/{path.name})", ""]
     if summaries:
@@ -326,6 +326,14 @@ def waterline(res: Results, name: str) -> Section:
         plots.append(path)
         md = [f"![gap split]({IMG}/{path.name})", ""] + md
     return Section(md, {name: summaries, f"{name}_layers": layer_rows}, plots)
+
+
+def _ratio_cap(measured) -> float:
+    """y-axis cap of the waterline plots: 1.5 x the 75th percentile of per-layer time / compute time."""
+    import numpy as np
+
+    ratios = [max(k.bound_s, k.measured_s) / k.ideal_s for mw in measured for k in mw.waterline.kernels if k.ideal_s]
+    return max(2.0, 1.5 * float(np.percentile(ratios, 75))) if ratios else 2.0
 
 
 def _file_safe(text: str) -> str:

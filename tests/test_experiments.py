@@ -356,3 +356,19 @@ def test_docs_from_committed_results(table_dir, tmp_path):
     assert "Not run yet. Command: `convfirst reproduce waterline --out benchmarks/results/waterline" in text
     for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
         assert (docs.parent / link).resolve().read_bytes()[:8] == PNG, link
+
+
+def test_time_limit_leaves_the_running_cell_unrecorded_and_cell_timeout_is_recorded(tmp_path, monkeypatch):
+    sleeper = tmp_path / "sleeping_cell.py"
+    sleeper.write_text("import time\ntime.sleep(60)\n")
+    config = run.load(run.config_spec("efficiency-table:cpu"))
+    kw = dict(spec="efficiency-table:cpu", command="test", timing="fake", cell_command=(sys.executable, str(sleeper)))
+    monkeypatch.setattr(run, "MIN_CELL_S", 0.5)
+    t0 = time.monotonic()
+    counts = run.run_experiment(config, tmp_path / "limited", time_limit=2, **kw)
+    assert time.monotonic() - t0 < 20
+    assert counts["launched"] == 1 and counts["left"] == 6 and not (tmp_path / "limited" / run.RESULTS).exists()
+    config.cell_timeout_s = 1
+    counts = run.run_experiment(config, tmp_path / "timeout", only=("model=convfirst_pico", "impl=xla"), **kw)
+    (row,) = rows_of(tmp_path / "timeout")
+    assert counts["failed"] == 1 and row["status"] == "timeout" and "cell_timeout_s" in row["error"]

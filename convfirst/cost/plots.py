@@ -27,8 +27,12 @@ def _segments(w: Waterline):
     return segs
 
 
-def waterline_figure(waterlines: dict[str, Waterline], title: str = ""):
-    """A matplotlib figure with one panel per execution (e.g. {'layer-wise': w1, 'block-fused': w2})."""
+def waterline_figure(waterlines: dict[str, Waterline], title: str = "", max_ratio: float | None = None):
+    """A matplotlib figure with one panel per execution (e.g. {'layer-wise': w1, 'block-fused': w2}).
+
+    `max_ratio` caps the y-axis (time / compute time) so that one extreme kernel (e.g. a classifier that
+    reads far more weights than it computes) does not flatten the rest; capped bars get their value printed.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -48,7 +52,11 @@ def waterline_figure(waterlines: dict[str, Waterline], title: str = ""):
             if w.measured:
                 ax.hlines(measured / ideal, x, x + width, color="black", linewidth=1.2)
                 top = max(top, measured / ideal)
+            if max_ratio is not None and max(r_bound, measured / ideal) > max_ratio:
+                ax.text(x + width / 2, max_ratio, f"{max(r_bound, measured / ideal):.0f}x", ha="center",
+                        va="top", fontsize=7, rotation=90)
             top, x = max(top, r_bound), x + width
+        top = min(top, max_ratio) if max_ratio is not None else top
         ax.axhline(1.0, color="black", linestyle="--", linewidth=0.8)
         summary = f"{name}: ideal {w.ideal_s * 1e3:.3g} ms, {LABEL} {w.waterline_s * 1e3:.3g} ms " \
                   f"(efficiency <= {w.efficiency_bound:.0%})"
@@ -71,11 +79,12 @@ def waterline_figure(waterlines: dict[str, Waterline], title: str = ""):
     return fig
 
 
-def save_waterline_plot(waterlines: dict[str, Waterline], path, title: str = "") -> None:
+def save_waterline_plot(waterlines: dict[str, Waterline], path, title: str = "",
+                        max_ratio: float | None = None) -> None:
     """Write the waterline figure as PNG."""
     import matplotlib.pyplot as plt
 
-    fig = waterline_figure(waterlines, title)
+    fig = waterline_figure(waterlines, title, max_ratio)
     fig.savefig(path, format="png", dpi=120)
     plt.close(fig)
 
