@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import traceback
@@ -35,6 +36,7 @@ def main(argv=None) -> int:
     p.add_argument("--result", required=True, help="write the result JSON object here")
     p.add_argument("--workdir", required=True, help="the experiment's output directory")
     args = p.parse_args(argv)
+    follow_runner()
     cell = json.loads(args.cell)
     try:
         out = {"status": "ok", "env": environment(cell), "result": run_cell(cell, Path(args.workdir))}
@@ -44,6 +46,24 @@ def main(argv=None) -> int:
                "traceback": traceback.format_exc()[-ERROR_CHARS:]}
     write_json(Path(args.result), out)
     return 0 if out["status"] == "ok" else 1
+
+
+def follow_runner() -> None:
+    """Die with the runner that started this cell (Linux PR_SET_PDEATHSIG), so that a killed run never
+    leaves a cell holding the GPU; exit at once if the runner is already gone."""
+    from experiments.run import RUNNER_PID
+
+    runner = os.environ.get(RUNNER_PID)
+    if not runner:
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the runner's own cleanup still kills cells on SIGTERM
+        return
+    if os.getppid() != int(runner):
+        os._exit(1)
 
 
 def write_json(path: Path, obj) -> None:
@@ -59,7 +79,7 @@ def run_cell(cell: dict, workdir: Path) -> dict:
     if cell["timing"] == "fake":
         from experiments import fake_timing as backend
     else:
-        backend = RealBackend(cell)
+        backend = RealBackend(cell, workdir)
     if kind == "bench_model":
         return backend.model(cell)
     if kind == "bench_block":
@@ -121,13 +141,13 @@ def bench_resolution(ref: str) -> int | None:
 class RealBackend:
     """The timing protocol of pallas_kernels.timing (CUPTI on GPUs, wall-clock elsewhere)."""
 
-    def __init__(self, cell: dict):
+    def __init__(self, cell: dict, workdir: Path):
         from convfirst.benchmark import compute_dtype
-        from pallas_kernels.timing import Protocol, matmul_peak_tmacs
+        from pallas_kernels.timing import Protocol
 
         self.dtype = compute_dtype(cell["dtype"])
         self.protocol = Protocol(warmup=cell["warmup"], iterations=cell["iters"])
-        self.peak_matmul = matmul_peak_tmacs(self.dtype) if _on_gpu() else None
+        self.peak_matmul = matmul_peak(cell["dtype"], self.dtype, workdir) if _on_gpu() else None
 
     def model(self, cell: dict) -> dict:
         from convfirst import benchmark
@@ -200,6 +220,22 @@ class RealBackend:
                 row["configs"].append(entry)
             rows.append(dict(row, status="ok"))
         return rows
+
+
+def matmul_peak(name: str, dtype, workdir: Path) -> float:
+    """The measured matmul peak (TMAC/s) of this device and dtype: measured by the first cell of a run
+    directory and read by the others (DIR/matmul_peak.json), which saves each cell a compile."""
+    import jax
+
+    from pallas_kernels.timing import matmul_peak_tmacs
+
+    path = workdir / "matmul_peak.json"
+    key = f"{jax.devices()[0].device_kind}|{name}"
+    known = json.loads(path.read_text()) if path.exists() else {}
+    if key not in known:
+        known[key] = matmul_peak_tmacs(dtype)
+        write_json(path, known)
+    return known[key]
 
 
 def _on_gpu() -> bool:

@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import argparse
-import ctypes
 import datetime
 import json
 import os
@@ -44,6 +43,7 @@ MANIFEST = "manifest.json"
 CELL_COMMAND = (sys.executable, "-m", "experiments.cell")
 FINAL_FAILURES = ("failed", "timeout", "crashed")
 MIN_CELL_S = 10  # do not start a cell with less time than this left
+RUNNER_PID = "CONVFIRST_RUNNER_PID"  # tells a cell whose death to follow (experiments.cell.follow_runner)
 
 
 def config_spec(name: str) -> str:
@@ -98,13 +98,6 @@ def needs_run(row: dict | None, retry_failed: bool) -> bool:
     return row is None or (retry_failed and row.get("status") != "ok")
 
 
-def _die_with_parent():  # Linux: the cell gets SIGKILL if the runner dies, so it never holds the GPU alone
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 class _Stop(Exception):
     """SIGTERM/SIGINT while a cell runs."""
 
@@ -117,12 +110,11 @@ def launch(cell: dict, out: Path, timeout_s: float, cell_command=CELL_COMMAND) -
     name = slug(cell)
     result, log = logs / f"{name}.result.json", logs / f"{name}.log"
     result.unlink(missing_ok=True)
-    env = dict(os.environ, PYTHONUNBUFFERED="1",
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **{RUNNER_PID: str(os.getpid())},
                PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     cmd = [*cell_command, "--cell", json.dumps(cell), "--result", str(result), "--workdir", str(out)]
     with open(log, "w") as f:
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO, env=env,
-                                preexec_fn=_die_with_parent)
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO, env=env)
         try:
             proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
