@@ -165,7 +165,8 @@ class RealBackend:
         import jax
 
         spec = model_spec_of(cell["model"])
-        return [{"block": p.label(), "count": n, "impl": selected_impl(p, cell["impl"], self.dtype, jax.default_backend())}
+        platform_name = jax.default_backend()
+        return [{"block": p.label(), "count": n, "impl": selected_impl(p, cell["impl"], self.dtype, platform_name)}
                 for p, _, n in distinct_blocks(spec, batch)]
 
     def blocks(self, cell: dict, batch: int) -> list[dict]:

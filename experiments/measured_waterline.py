@@ -77,15 +77,19 @@ class MeasuredWaterline:
                 "fused_memory_bound_loss_ms": 1e3 * fu.memory_bound_loss_s}
 
 
-class IncompleteError(ValueError):
-    """A block of the cell has no measured time (unsupported or failed), so no split exists."""
+class SplitUnavailable(ValueError):
+    """No split for this cell: a block has no measured time (unsupported or failed), or the device has
+    no hardware-table entry (peak and bandwidth unknown, e.g. a CPU)."""
 
 
 def device_key(device_kind: str) -> str:
     """Hardware-table key of a result's device ('FAKE ...' rows use the H100 their numbers come from)."""
     if device_kind.startswith("FAKE"):
         return "h100"
-    return device_from_jax(device_kind).key
+    try:
+        return device_from_jax(device_kind).key
+    except ValueError as e:
+        raise SplitUnavailable(str(e)) from None
 
 
 def measure(cell: dict, result: dict) -> MeasuredWaterline:
@@ -93,7 +97,7 @@ def measure(cell: dict, result: dict) -> MeasuredWaterline:
     model_row, block_rows = result["model"], {b["block"]: b for b in result["blocks"]}
     bad = [f"{label}: {b['status']}" for label, b in block_rows.items() if b.get("status") != "ok"]
     if bad:
-        raise IncompleteError("blocks without a measured time: " + "; ".join(bad))
+        raise SplitUnavailable("blocks without a measured time: " + "; ".join(bad))
     batch, dtype = model_row["infer_batch_size"], model_row["dtype"]
     device = get_device(device_key(model_row["device"]))
     analysis = analyze(model_spec_of(cell["model"]), device, batch, dtype)

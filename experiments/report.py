@@ -253,13 +253,13 @@ def efficiency_gap(res: Results, name: str) -> Section:
 def waterline(res: Results, name: str) -> Section:
     from convfirst.cost.plots import save_waterline_plot
     from experiments import plots as P
-    from experiments.measured_waterline import IncompleteError, measure
+    from experiments.measured_waterline import SplitUnavailable, measure
 
     measured, md, layer_rows, plots = [], [], [], []
     for cell, result in res.ok():
         try:
             measured.append((cell, measure(cell, result)))
-        except IncompleteError as e:
+        except SplitUnavailable as e:
             md += [f"- {cell['model']} {cell['impl']}: no split ({e})"]
     if md:
         md.append("")
@@ -385,14 +385,14 @@ def _ablate_variants(res, group, name, note) -> Section:
         gmacs = sum(b["infer_gmacs"] * b["block_count"] for b in ok)
         peak = ok[0]["peak_tmacs_datasheet"] if ok else None
         batch = ok[0]["infer_batch_size"] if ok else None
-        totals.append({"variant": cell["model"], "impl": cell["impl"], "blocks_ok": f"{len(ok)}/{len(result['blocks'])}",
-                       "block_gmacs": gmacs, "blocks_ms": ms,
+        totals.append({"variant": cell["model"], "impl": cell["impl"],
+                       "blocks_ok": f"{len(ok)}/{len(result['blocks'])}", "block_gmacs": gmacs, "blocks_ms": ms,
                        "eff_pct": 100 * gmacs * 1e9 * batch / (ms * 1e-3 * peak * 1e12) if ms and peak else None})
     md = md_table(totals, [("variant", "variant"), ("impl", "impl"), ("blocks timed", "blocks_ok"),
                            ("block GMACs/img", "block_gmacs"), ("blocks ms/batch", "blocks_ms"), ("E %", "eff_pct")])
     variants = list(dict.fromkeys(t["variant"] for t in totals))
-    series = {i: [next((t["blocks_ms"] for t in totals if t["variant"] == v and t["impl"] == i), None) for v in variants]
-              for i in impl_sorted(t["impl"] for t in totals)}
+    series = {i: [next((t["blocks_ms"] for t in totals if t["variant"] == v and t["impl"] == i), None)
+                  for v in variants] for i in impl_sorted(t["impl"] for t in totals)}
     path = res.out / f"{name}.png"
     P.grouped_bars(variants, series, path, ylabel="sum of block times per batch (ms)", note=note,
                    title=f"{group.name}: all residual blocks of the model (each distinct block timed alone x count)")
@@ -410,7 +410,8 @@ def _ablate_models(res, group, name, note) -> Section:
     if len({r["infer_batch_size"] for r in rows}) > 1:
         series = {}
         for r in rows:
-            series.setdefault(f"{r['model']} {r['impl']}", []).append((r["infer_batch_size"], r["infer_samples_per_sec"]))
+            point = (r["infer_batch_size"], r["infer_samples_per_sec"])
+            series.setdefault(f"{r['model']} {r['impl']}", []).append(point)
         P.lines(series, path, xlabel="batch", ylabel="img/s", logx=True, logy=True, note=note,
                 title=f"{group.name}: throughput against batch size")
     else:
@@ -518,8 +519,9 @@ def environment_lines(res: Results) -> list[str]:
         values = sorted({str(e.get(key)) for e in envs if e.get(key) is not None})
         if values:
             lines.append(f"- {label}: {', '.join(values)}")
-    methods = sorted({str(r["result"].get("timing_method")) for r in res.rows.values()
-                      if r.get("status") == "ok" and isinstance(r.get("result"), dict) and r["result"].get("timing_method")})
+    results = [r["result"] for r in res.rows.values() if r.get("status") == "ok" and isinstance(r.get("result"), dict)]
+    timed = [t for r in results for t in [r, r.get("model") or {}, *(r.get("blocks") or [])] if isinstance(t, dict)]
+    methods = sorted({str(t["timing_method"]) for t in timed if t.get("timing_method")})
     if methods:
         lines.append(f"- timing method: {', '.join(methods)}")
     return lines

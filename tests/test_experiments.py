@@ -252,7 +252,7 @@ def test_measured_waterline_scales_blocks_when_the_remainder_is_negative():
     """Blocks timed alone may sum to more than the forward: layers are scaled to add up to it."""
     from experiments import fake_timing
     from experiments.cell import layer_blocks
-    from experiments.measured_waterline import IncompleteError, measure
+    from experiments.measured_waterline import SplitUnavailable, measure
 
     cell = {"kind": "waterline", "model": "convfirst_pico", "impl": "xla", "batch": 4, "dtype": "bf16", "warmup": 1,
             "iters": 1, "timing": "fake"}
@@ -267,7 +267,7 @@ def test_measured_waterline_scales_blocks_when_the_remainder_is_negative():
     assert all(lt.measured_s == 0 for lt in mw.layers if lt.block is None)
     assert mw.waterline.measured_s == pytest.approx(mw.model_s)
     blocks[0] = dict(blocks[0], status="error: RuntimeError: boom")
-    with pytest.raises(IncompleteError, match="boom"):
+    with pytest.raises(SplitUnavailable, match="boom"):
         measure(cell, {"model": model, "blocks": blocks, "layer_blocks": layers})
 
 
