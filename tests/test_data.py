@@ -4,14 +4,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from train import data, digits
+from train import data
 
-
-@pytest.fixture(scope="module")
-def digits_dir(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("tfds")
-    digits.prepare(str(data_dir))
-    return str(data_dir)
 
 
 @pytest.fixture

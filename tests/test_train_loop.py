@@ -11,17 +11,11 @@ import numpy as np
 import pytest
 
 from convfirst import cli
-from train import checkpoint, digits, metrics, trainer
+from train import checkpoint, metrics, trainer
 from train_helpers import DIGITS_CONFIG, REPO, build_tiny, tiny_config
 
 TIMING = ("step_time", "img_per_sec")
 
-
-@pytest.fixture(scope="module")
-def digits_dir(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("tfds")
-    digits.prepare(str(data_dir))
-    return str(data_dir)
 
 
 @pytest.fixture
