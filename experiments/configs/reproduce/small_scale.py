@@ -8,9 +8,14 @@ Models (tiny variants by spec overrides, two input resolutions each; digits are 
 - EfficientNet: efficientnet_b0 at width 0.25, depth 0.25 (MBConv + squeeze-excite), 16 and 32 px
   (its five stride-2 stages leave nothing of an 8-px image).
 
-Run (CPU, about 10 min on 2 cores; training resumes inside a cell as well):
+Run (CPU: 30 min on a shared 2-core CPU, most of it the 16-px runs; training resumes inside a cell):
 
     convfirst reproduce small-scale --out benchmarks/results/small_scale
+
+EfficientNet keeps TensorFlow's BatchNorm momentum 0.99, whose running statistics lag the weights in
+runs this short: on the committed 16-px run the test accuracy is 86.1 % with the test batch's own
+statistics and 25.6 % with the running statistics the report uses (eval mode), against 80.5 % train
+accuracy. The report shows train and test accuracy side by side for that reason.
 
 Arguments: steps (300), batch (64), seed (0), quick (100 steps, one resolution per family), test
 (convfirst_pico at 8 px for 4 steps of 16: the CPU test), dataset (digits, prepared on the fly;
@@ -28,7 +33,8 @@ FAMILIES = (  # family, model reference, resolutions
     ("convnext", f"convfirst_pico:{CONVNEXT_BLOCK}", (8, 16)),
     ("efficientnet", "efficientnet_b0:width_mult=0.25,depth_mult=0.25", (16, 32)),
 )
-LABEL = "small scale (8x8 digits), not ImageNet"
+NOTE = ("EfficientNet keeps TensorFlow's BatchNorm momentum 0.99: in runs this short its running statistics "
+        "lag the weights, so its test accuracy (eval mode) can fall far below its train accuracy.")
 
 
 def get_config(arg=None):
@@ -42,5 +48,7 @@ def get_config(arg=None):
         res = resolutions[:1] if (a.quick or a.test) else resolutions
         groups.append(group(family, "train_small", {"model": (model,), "resolution": res}, family=family,
                             steps=steps, batch=batch, seed=a.seed, dataset=a.dataset, data_dir=a.data_dir))
-    return experiment("small-scale", f"Model efficiency at {LABEL}: accuracy against MACs", groups=groups,
-                      cell_timeout_s=900, label=LABEL)
+    label = "small scale (8x8 digits), not ImageNet" if a.dataset == "digits" else \
+        f"small scale ({a.dataset}), not ImageNet"
+    return experiment("small-scale", f"Model efficiency at {label}: accuracy against MACs", groups=groups,
+                      cell_timeout_s=1800, label=label, note=NOTE)
