@@ -278,7 +278,8 @@ def train_small(cell: dict, workdir: Path) -> dict:
     return {"model": cell["model"], "family": cell.get("family", spec.family), "resolution": cell["resolution"],
             "macs": model_macs(spec), "params": model_params(spec), "steps": cell["steps"],
             "batch": cell["batch"], "val_accuracy": final.get("val_accuracy"), "val_loss": final.get("val_loss"),
-            "train_loss": final.get("loss"), "train_accuracy": final.get("accuracy"), "workdir": str(run_dir), "cell": cell_id(cell)}
+            "train_loss": final.get("loss"), "train_accuracy": final.get("accuracy"), "workdir": str(run_dir),
+            "cell": cell_id(cell)}
 
 
 def environment(cell: dict) -> dict:

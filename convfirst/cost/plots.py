@@ -110,9 +110,10 @@ def efficiency_gap_figure(families: dict[str, list[dict]], peak_label: str, titl
         ax.plot([m["ideal_s"] * 1e3 for m in models], [m["top1"] for m in models], ":", marker="o", mfc="none",
                 color=color, label=f"{family}: ideal C/P")
         impls = sorted({i for m in models for i in m["measured_s"]})
-        for (style, marker), impl in zip(styles, impls):
+        for j, ((style, marker), impl) in enumerate(zip(styles, impls)):  # shrinking markers: equal times stay visible
             pts = [(m["measured_s"][impl] * 1e3, m["top1"]) for m in models if impl in m["measured_s"]]
-            ax.plot(*zip(*pts), style, marker=marker, color=color, label=f"{family}: measured ({impl})")
+            ax.plot(*zip(*pts), style, marker=marker, markersize=8 - 2 * j, color=color,
+                    label=f"{family}: measured ({impl})")
         for m in models:  # the gap itself: ideal to slowest measured latency
             ax.plot([m["ideal_s"] * 1e3, max(m["measured_s"].values()) * 1e3], [m["top1"]] * 2, color=color,
                     alpha=0.25, linewidth=3, solid_capstyle="butt")
