@@ -40,16 +40,15 @@ def _retrying(fn, batch: int, retry: bool):
 
 def main(args):
     from convfirst import benchmark
-    from convfirst.models import list_models, model_spec
+    from convfirst.models import model_spec
     from pallas_kernels.timing import Protocol, matmul_peak_tmacs
 
     names = [m for m in args.models.split(",") if m]
     for name in names:
         model_spec(name)  # unknown names fail here, before any GPU work
     impls = [i for i in args.impl.split(",") if i]
-    benchmark.compute_dtype(args.dtype)
+    dt = benchmark.compute_dtype(args.dtype)  # unknown names fail here, before any GPU work
     protocol = Protocol(warmup=args.warmup, iterations=args.iters)
-    dt = benchmark.compute_dtype(args.dtype)
     peak = None if args.no_matmul_peak else matmul_peak_tmacs(dt)
     if peak:
         print(f"measured matmul peak: {peak:.1f} TMAC/s ({args.dtype}, 8192^3)")
