@@ -10,9 +10,11 @@ and a dict of named implementations. Callers pass `impl=`:
   the next candidate is taken and the fallback is logged once per shape.
 - a tuple of names: tried in order, like tokamax's implementation sequence.
 
-Forward and backward are chosen separately: `bwd_impl='xla'` (the only one until a fused backward
-exists) differentiates the reference by recomputation inside a `jax.custom_vjp`, so Pallas forwards
-are trainable and an ablation can pair any forward with any backward.
+Forward and backward are chosen separately (`bwd_impl=`, same rules as `impl`, its own
+registered implementations): 'xla' differentiates the reference by recomputation inside a
+`jax.custom_vjp`, so every Pallas forward is trainable; a registered backward kernel (the
+ConvFirst block's 'pallas_fused') replaces it. Any forward pairs with any backward for ablations;
+xla with xla is plain autodiff.
 """
 from __future__ import annotations
 
@@ -51,6 +53,15 @@ class Implementation:
     candidates: Callable[..., list] | None = None
 
 
+def _reference_bwd(reference):
+    """The 'xla' backward: autodiff of the reference, recomputing its forward from (x, params)."""
+    def bwd(x, params, dy, *, config=None, **static):
+        _, vjp = jax.vjp(lambda a, b: reference(a, b, **static), x, params)
+        return vjp(dy)
+
+    return bwd
+
+
 @dataclass
 class BlockOp:
     name: str
@@ -58,63 +69,83 @@ class BlockOp:
     implementations: dict[str, Implementation] = field(default_factory=dict)
     # heuristic preference order for 'auto' when the tuning cache has no entry: f(x, params, static) -> names
     auto_order: Callable[..., tuple[str, ...]] = lambda x, p, static: ("xla",)
+    # backward implementations: fn(x, params, dy, *, config, **static) -> (dx, d params)
+    backwards: dict[str, Implementation] = field(default_factory=dict)
+    bwd_auto_order: Callable[..., tuple[str, ...]] = lambda x, p, static: ("xla",)
     _warned: set = field(default_factory=set)
 
     def __post_init__(self):
         self.register(Implementation("xla", lambda x, p, *, config=None, **s: self.reference(x, p, **s)))
+        self.register_bwd(Implementation("xla", _reference_bwd(self.reference)))
 
     def register(self, implementation: Implementation) -> None:
         self.implementations[implementation.name] = implementation
+
+    def register_bwd(self, implementation: Implementation) -> None:
+        self.backwards[implementation.name] = implementation
 
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(self.implementations)
 
-    def why_unsupported(self, name: str, x, params, platform: str, **static) -> str | None:
-        impl = self._get(name)
+    @property
+    def bwd_names(self) -> tuple[str, ...]:
+        return tuple(self.backwards)
+
+    def _table(self, bwd: bool) -> dict[str, Implementation]:
+        return self.backwards if bwd else self.implementations
+
+    def why_unsupported(self, name: str, x, params, platform: str, *, bwd: bool = False, **static) -> str | None:
+        impl = self._get(name, bwd)
         if platform != "gpu" and name != "xla" and not impl.interpretable:
             return f"{name} needs an NVIDIA GPU (platform is {platform})"
         return impl.check(x, params, platform=platform, **static)
 
-    def _get(self, name: str) -> Implementation:
+    def _get(self, name: str, bwd: bool = False) -> Implementation:
         try:
-            return self.implementations[name]
+            return self._table(bwd)[name]
         except KeyError:
-            valid = ", ".join(self.names + (AUTO,))
-            raise ValueError(f"unknown implementation {name!r} for {self.name}; valid: {valid}") from None
+            kind = "backward implementation" if bwd else "implementation"
+            valid = ", ".join(tuple(self._table(bwd)) + (AUTO,))
+            raise ValueError(f"unknown {kind} {name!r} for {self.name}; valid: {valid}") from None
 
-    def candidates(self, impl, x, params, platform: str, static: dict) -> tuple[tuple[str, ...], bool]:
+    def candidates(self, impl, x, params, platform: str, static: dict,
+                   bwd: bool = False) -> tuple[tuple[str, ...], bool]:
         """Names to try in order, and whether falling back along them is allowed."""
         if isinstance(impl, (tuple, list)):
             return tuple(impl), True
         if impl != AUTO:
-            self._get(impl)
+            self._get(impl, bwd)
             return (impl,), False
         if platform != "gpu":
             return ("xla",), True
+        if bwd:
+            return tuple(dict.fromkeys(tuple(self.bwd_auto_order(x, params, static)) + ("xla",))), True
         from pallas_kernels import autotune  # local: autotune imports timing, which imports jax devices
 
         best = autotune.cached_best(self.name, x, params, static)
         order = ((best,) if best else ()) + tuple(self.auto_order(x, params, static)) + ("xla",)
         return tuple(dict.fromkeys(order)), True
 
-    def select(self, impl, x, params, **static) -> Implementation:
-        """Resolve `impl` for this call (at trace time, on shapes only)."""
+    def select(self, impl, x, params, *, bwd: bool = False, **static) -> Implementation:
+        """Resolve `impl` (or, with bwd=True, a `bwd_impl`) for this call, at trace time on shapes."""
         platform = jax.default_backend()
-        names, may_fall_back = self.candidates(impl, x, params, platform, static)
+        names, may_fall_back = self.candidates(impl, x, params, platform, static, bwd)
+        what, arg = (f"{self.name} backward", "bwd_impl") if bwd else (self.name, "impl")
         reasons = []
         for name in names:
-            reason = self.why_unsupported(name, x, params, platform, **static)
+            reason = self.why_unsupported(name, x, params, platform, bwd=bwd, **static)
             if reason is None:
                 if reasons and (impl == AUTO or isinstance(impl, (tuple, list))):
-                    self._note(f"{self.name}: using {name} for x{tuple(x.shape)} {x.dtype}; skipped: "
+                    self._note(f"{what}: using {name} for x{tuple(x.shape)} {x.dtype}; skipped: "
                                + "; ".join(reasons))
-                return self._get(name)
+                return self._get(name, bwd)
             if not may_fall_back:
-                raise UnsupportedError(f"{self.name} impl={name!r} cannot run x{tuple(x.shape)} {x.dtype}: "
-                                       f"{reason}. Use impl='auto' or one of {', '.join(self.names)}.")
+                raise UnsupportedError(f"{what} {arg}={name!r} cannot run x{tuple(x.shape)} {x.dtype}: "
+                                       f"{reason}. Use {arg}='auto' or one of "
+                                       f"{', '.join(self._table(bwd))}.")
             reasons.append(f"{name}: {reason}")
-        raise UnsupportedError(f"{self.name}: no implementation of {names} can run x{tuple(x.shape)}: "
+        raise UnsupportedError(f"{what}: no implementation of {names} can run x{tuple(x.shape)}: "
                                + "; ".join(reasons))
 
     def _note(self, message: str) -> None:
@@ -122,34 +153,32 @@ class BlockOp:
             self._warned.add(message)
             log.warning(message)
 
-    def __call__(self, x, params, *, impl=AUTO, bwd_impl: str = "xla", config=None, **static):
+    def __call__(self, x, params, *, impl=AUTO, bwd_impl=AUTO, config=None, bwd_config=None, **static):
         """Run the op. `static` holds hashable options (group_width, act, residual, ...)."""
         chosen = self.select(impl, x, params, **static)
-        if chosen.name == "xla":
+        backward = self.select(bwd_impl, x, params, bwd=True, **static)
+        if chosen.name == "xla" and backward.name == "xla":
             return self.reference(x, params, **static)  # plain autodiff
         if config is None and chosen.config_cls is not None:
             from pallas_kernels import autotune
 
             tuned = autotune.cached_config(self.name, chosen.name, x, params, static)
             config = chosen.config_cls.from_dict(tuned) if tuned else None
-        if bwd_impl != "xla":
-            raise UnsupportedError(f"{self.name}: bwd_impl={bwd_impl!r} is not available; valid: xla")
-        return _with_reference_vjp(self.reference, chosen.fn, config, tuple(sorted(static.items())), x, params)
+        return _with_vjp(chosen.fn, backward.fn, config, bwd_config, tuple(sorted(static.items())), x, params)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
-def _with_reference_vjp(reference, fwd_fn, config, static_items, x, params):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3, 4))
+def _with_vjp(fwd_fn, bwd_fn, config, bwd_config, static_items, x, params):
     return fwd_fn(x, params, config=config, **dict(static_items))
 
 
-def _fwd(reference, fwd_fn, config, static_items, x, params):
+def _fwd(fwd_fn, bwd_fn, config, bwd_config, static_items, x, params):
     return fwd_fn(x, params, config=config, **dict(static_items)), (x, params)
 
 
-def _bwd(reference, fwd_fn, config, static_items, residuals, dy):
+def _bwd(fwd_fn, bwd_fn, config, bwd_config, static_items, residuals, dy):
     x, params = residuals
-    _, vjp = jax.vjp(lambda a, b: reference(a, b, **dict(static_items)), x, params)
-    return vjp(dy)
+    return bwd_fn(x, params, dy, config=bwd_config, **dict(static_items))
 
 
-_with_reference_vjp.defvjp(_fwd, _bwd)
+_with_vjp.defvjp(_fwd, _bwd)

@@ -69,12 +69,21 @@ def time_steps(run_step, warmup: int, iters: int) -> list[float]:
 
 def make_model(name, args, dtype):
     kwargs = {"resolution": args.resolution} if args.resolution else {}
-    model = create_model(name, rngs=nnx.Rngs(0), dtype=dtype, impl=args.impl, **kwargs)
+    model = create_model(name, rngs=nnx.Rngs(0), dtype=dtype, impl=args.impl, bwd_impl=args.bwd_impl, **kwargs)
     model.train()
     return model
 
 
-def bench_framework(name, args, images_u8, labels) -> list[float]:
+def memory(compiled) -> dict:
+    """XLA's buffer assignment of the compiled step (exact, per program) and the device's peak."""
+    m = compiled.memory_analysis()
+    out = {"temp_mib": m.temp_size_in_bytes / 2**20, "argument_mib": m.argument_size_in_bytes / 2**20,
+           "output_mib": m.output_size_in_bytes / 2**20, "alias_mib": m.alias_size_in_bytes / 2**20}
+    out["step_peak_mib"] = out["temp_mib"] + out["argument_mib"] + out["output_mib"] - out["alias_mib"]
+    return out
+
+
+def bench_framework(name, args, images_u8, labels) -> tuple[list[float], dict]:
     policy = get_policy(args.precision)
     r = recipe(name)
     model = make_model(name, args, policy.compute_dtype)
@@ -91,14 +100,17 @@ def bench_framework(name, args, images_u8, labels) -> list[float]:
                    out_shardings=(state_sharding, sharding.replicated(mesh)))
     batches = [{"image": jax.device_put(i, sharding.batch_sharding(mesh)),
                 "label": jax.device_put(l, sharding.batch_sharding(mesh))} for i, l in zip(images_u8, labels)]
+    compiled = step.lower(state, batches[0]).compile()
     holder = {"state": state, "i": 0}
 
     def run():
-        holder["state"], metrics = step(holder["state"], batches[holder["i"] % len(batches)])
+        holder["state"], metrics = compiled(holder["state"], batches[holder["i"] % len(batches)])
         holder["i"] += 1
         return holder["state"].params, metrics
 
-    return time_steps(run, args.warmup, args.iters)
+    times = time_steps(run, args.warmup, args.iters)
+    stats = jax.devices()[0].memory_stats() or {}
+    return times, dict(memory(compiled), device_peak_mib=stats.get("peak_bytes_in_use", 0) / 2**20)
 
 
 def _loss(model, x, y):
@@ -158,6 +170,10 @@ def main(argv=None) -> int:
     p.add_argument("--precision", default="bf16", choices=["f32", "bf16", "fp16"])
     p.add_argument("--resolution", type=int, default=0, help="0: the model's native resolution")
     p.add_argument("--impl", default="auto", help="block-op implementation for both steps")
+    p.add_argument("--bwd_impl", default="auto", help="block-op backward implementation for both steps")
+    p.add_argument("--framework_only", action="store_true",
+                   help="time the framework step only (fused-backward comparisons; device peak memory is "
+                        "then this step's alone)")
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--iters", type=int, default=50)
     p.add_argument("--num_batches", type=int, default=4, help="distinct device-resident batches, cycled")
@@ -175,17 +191,21 @@ def main(argv=None) -> int:
         images_f = [(x.astype(jnp.float32) - 127.5) / 64.0 for x in images_u8]
         jax.block_until_ready((images_u8, labels, images_f))
         row = {"model": name, "img_size": res, "batch_size": args.batch, "precision": args.precision,
-               "impl": args.impl}
-        for key, fn, imgs in [("framework", bench_framework, images_u8),
-                              ("bare_functional", bench_bare_functional, images_f),
-                              ("bare_nnx_jit", bench_bare_nnx_jit, images_f)]:
-            times = fn(name, args, imgs, labels)
+               "impl": args.impl, "bwd_impl": args.bwd_impl}
+        times, row["framework_memory"] = bench_framework(name, args, images_u8, labels)
+        row["framework_ms"], row["framework_ms_mean"] = 1e3 * statistics.median(times), 1e3 * statistics.fmean(times)
+        row["framework_img_per_sec"] = args.batch / row["framework_ms"] * 1e3
+        results.append(row)
+        if args.framework_only:
+            print(f"{name} impl={args.impl} bwd_impl={args.bwd_impl}: framework {row['framework_ms']:.2f} ms, "
+                  f"step peak {row['framework_memory']['step_peak_mib']:.0f} MiB", flush=True)
+            continue
+        for key, fn in [("bare_functional", bench_bare_functional), ("bare_nnx_jit", bench_bare_nnx_jit)]:
+            times = fn(name, args, images_f, labels)
             row[f"{key}_ms"] = 1e3 * statistics.median(times)
             row[f"{key}_ms_mean"] = 1e3 * statistics.fmean(times)
         bare = min(row["bare_functional_ms"], row["bare_nnx_jit_ms"])
         row["overhead_pct"] = 100 * (row["framework_ms"] / bare - 1)
-        row["framework_img_per_sec"] = args.batch / row["framework_ms"] * 1e3
-        results.append(row)
         print(f"{name}: framework {row['framework_ms']:.2f} ms, bare functional {row['bare_functional_ms']:.2f} ms, "
               f"bare nnx.jit {row['bare_nnx_jit_ms']:.2f} ms -> overhead {row['overhead_pct']:+.1f} %", flush=True)
 

@@ -292,6 +292,19 @@ def test_bad_impl_is_a_clear_error(impl, match):
         create_model(name, impl=impl)
 
 
+def test_bwd_impl_is_chosen_separately_and_checked():
+    model = create_model("convfirst_pico", impl="pallas_fused", bwd_impl="xla")
+    blocks = [l for l in model.layers if hasattr(l, "bwd_impl")]
+    assert {(b.impl, b.bwd_impl) for b in blocks} == {("pallas_fused", "xla")}
+    model.set_impl(bwd_impl="pallas_fused")
+    assert {(b.impl, b.bwd_impl) for b in blocks} == {("pallas_fused", "pallas_fused")}
+    with pytest.raises(ValueError, match=r"unknown backward implementation 'pallas_layerwise' for "
+                                         r"convfirst_block; valid: xla, pallas_fused, auto"):
+        create_model("convfirst_pico", bwd_impl="pallas_layerwise")
+    with pytest.raises(ValueError, match=r"unknown backward implementation 'pallas_fused' for mbconv_block"):
+        create_model("mbconvnet_b0", bwd_impl={"mbconv_block": "pallas_fused"})
+
+
 def test_bad_options_and_inputs_are_clear_errors():
     with pytest.raises(ValueError, match="not divisible by group_width"):
         model_spec("convfirst_pico", group_width=24)

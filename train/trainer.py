@@ -86,6 +86,7 @@ def build_model(config, num_classes: int, dtype) -> nnx.Module:
 
     m = config.model
     model = create_model(m.name, rngs=nnx.Rngs(config.seed), dtype=dtype, impl=parse_impl(m.impl),
+                         bwd_impl=parse_impl(m.bwd_impl),
                          num_classes=num_classes, resolution=config.aug.resolution,
                          drop_path_rate=m.drop_path_rate, **m.kwargs.to_dict())
     if m.remat:

@@ -53,8 +53,8 @@ class ConvFirstBlock(_ResidualBlock):
     """A `specs.ConvFirstBlock` (ConvFirst and ConvNeXt): x + project(act(expand(norm(gconv(x)))))."""
 
     def __init__(self, spec: specs.ConvFirstBlock, *, model: specs.ModelSpec, dtype, impl=AUTO,
-                 rngs: nnx.Rngs):
-        self.spec, self.impl, self.deterministic = spec, impl, False
+                 bwd_impl=AUTO, rngs: nnx.Rngs):
+        self.spec, self.impl, self.bwd_impl, self.deterministic = spec, impl, bwd_impl, False
         bias = spec.norm != "batch"
         init = model.weight_init
         self.conv = nnx.Conv(spec.dim, spec.dim, (spec.kernel_size,) * 2, padding="SAME",
@@ -114,7 +114,8 @@ class ConvFirstBlock(_ResidualBlock):
             return x + self.drop_path(self.unfused(x))
         dropping = not self.deterministic and spec.drop_path > 0
         y = convfirst_block(x, self.op_params(), group_width=spec.group_width, act=spec.act,
-                            residual=not dropping, ln_eps=spec.norm_eps, impl=self.impl)
+                            residual=not dropping, ln_eps=spec.norm_eps, impl=self.impl,
+                            bwd_impl=self.bwd_impl)
         return x + self.drop_path(y) if dropping else y
 
 
@@ -122,8 +123,8 @@ class MBConvBlock(_ResidualBlock):
     """A `specs.MBConvBlock`: [expand -> BN -> act] -> gconv -> BN -> act -> [SE] -> project -> BN [+ x]."""
 
     def __init__(self, spec: specs.MBConvBlock, *, model: specs.ModelSpec, dtype, impl=AUTO,
-                 rngs: nnx.Rngs):
-        self.spec, self.impl, self.deterministic = spec, impl, False
+                 bwd_impl=AUTO, rngs: nnx.Rngs):
+        self.spec, self.impl, self.bwd_impl, self.deterministic = spec, impl, bwd_impl, False
         init = model.weight_init
         bn = functools.partial(norm_layer, "batch", eps=spec.norm_eps, momentum=model.bn_momentum,
                                dtype=dtype, rngs=rngs)
@@ -170,4 +171,5 @@ class MBConvBlock(_ResidualBlock):
             y = self.unfused(x)
             return x + self.drop_path(y) if spec.has_residual else y
         return mbconv_block(x, self.op_params(), group_width=spec.group_width, stride=spec.stride,
-                            act=spec.act, residual=spec.has_residual, impl=self.impl)
+                            act=spec.act, residual=spec.has_residual, impl=self.impl,
+                            bwd_impl=self.bwd_impl)

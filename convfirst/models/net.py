@@ -16,25 +16,27 @@ _MODULES = {specs.Conv: layers.ConvNormAct, specs.ConvFirstBlock: blocks.ConvFir
 _BLOCK_OPS = {specs.ConvFirstBlock: "convfirst_block", specs.MBConvBlock: "mbconv_block"}
 
 
-def resolve_impl(impl, ops=tuple(OPS)) -> dict:
+def resolve_impl(impl, ops=tuple(OPS), *, bwd: bool = False) -> dict:
     """{op name: impl} from one impl for all blocks or a dict per op (missing ops get 'auto').
 
-    An impl is a name, 'auto' or a sequence of names tried in order (see pallas_kernels.registry).
-    Only the ops in `ops` (those the model uses) are checked against their registered implementations.
+    An impl is a name, 'auto' or a sequence of names tried in order (see pallas_kernels.registry);
+    with bwd=True the names are the ops' backward implementations. Only the ops in `ops` (those the
+    model uses) are checked against their registered implementations.
     """
+    arg, what = ("bwd_impl", "backward implementation") if bwd else ("impl", "implementation")
     if isinstance(impl, dict):
         unknown = sorted(set(impl) - set(OPS))
         if unknown:
-            raise ValueError(f"unknown block op(s) {unknown} in impl; valid keys: {', '.join(OPS)}")
+            raise ValueError(f"unknown block op(s) {unknown} in {arg}; valid keys: {', '.join(OPS)}")
         chosen = {op: impl.get(op, AUTO) for op in OPS}
     else:
         chosen = dict.fromkeys(OPS, impl)
     for op in ops:
         value = chosen[op]
         names = tuple(value) if isinstance(value, (list, tuple)) else (value,)
-        valid = OPS[op].names + (AUTO,)
+        valid = (OPS[op].bwd_names if bwd else OPS[op].names) + (AUTO,)
         if not names or any(not isinstance(n, str) or n not in valid for n in names):
-            raise ValueError(f"unknown implementation {value!r} for {op}; valid: {', '.join(valid)}")
+            raise ValueError(f"unknown {what} {value!r} for {op}; valid: {', '.join(valid)}")
         chosen[op] = value if isinstance(value, str) else names  # hashable: a static attribute
     return chosen
 
@@ -44,14 +46,17 @@ class ConvNet(nnx.Module):
 
     `dtype` is the compute dtype (parameters stay float32). `impl` picks the block-op implementation,
     one for all blocks ('auto', 'xla', 'pallas_fused', ...) or a dict per op, e.g.
-    {'convfirst_block': 'pallas_fused', 'mbconv_block': 'xla'}. `model.eval()` switches BatchNorm to
-    running statistics, disables dropout/drop-path and makes every block run its folded inference form.
+    {'convfirst_block': 'pallas_fused', 'mbconv_block': 'xla'}; `bwd_impl` likewise picks the backward
+    (training), independently of the forward. `model.eval()` switches BatchNorm to running statistics,
+    disables dropout/drop-path and makes every block run its folded inference form.
     """
 
-    def __init__(self, spec: specs.ModelSpec, *, rngs: nnx.Rngs, dtype=jnp.float32, impl=AUTO):
+    def __init__(self, spec: specs.ModelSpec, *, rngs: nnx.Rngs, dtype=jnp.float32, impl=AUTO, bwd_impl=AUTO):
         self.spec = spec
         self.dtype = dtype
-        impls = resolve_impl(impl, self._ops_used(spec))
+        ops = self._ops_used(spec)
+        impls = {op: (value, bwd) for (op, value), bwd in zip(resolve_impl(impl, ops).items(),
+                                                             resolve_impl(bwd_impl, ops, bwd=True).values())}
         self.layers = nnx.List([self._build(layer, spec, dtype, impls, rngs) for layer in spec.layers])
 
     @staticmethod
@@ -66,15 +71,20 @@ class ConvNet(nnx.Module):
         if type(layer) not in _MODULES:
             raise TypeError(f"no module for layer spec {type(layer).__name__}")
         op = _BLOCK_OPS.get(type(layer))
-        kwargs = {} if op is None else {"impl": impls[op]}
+        kwargs = {} if op is None else dict(zip(("impl", "bwd_impl"), impls[op]))
         return _MODULES[type(layer)](layer, model=spec, dtype=dtype, rngs=rngs, **kwargs)
 
-    def set_impl(self, impl) -> None:
-        """Switch the block-op implementation(s) in place (same parameters), e.g. for an ablation."""
-        impls = resolve_impl(impl, self._ops_used(self.spec))
-        for layer in self.layers:
-            if type(layer.spec) in _BLOCK_OPS:
-                layer.impl = impls[_BLOCK_OPS[type(layer.spec)]]
+    def set_impl(self, impl=None, bwd_impl=None) -> None:
+        """Switch the forward and/or backward block-op implementations in place (same parameters),
+        e.g. for an ablation; None keeps the current choice."""
+        ops = self._ops_used(self.spec)
+        for attr, value, bwd in (("impl", impl, False), ("bwd_impl", bwd_impl, True)):
+            if value is None:
+                continue
+            chosen = resolve_impl(value, ops, bwd=bwd)
+            for layer in self.layers:
+                if type(layer.spec) in _BLOCK_OPS:
+                    setattr(layer, attr, chosen[_BLOCK_OPS[type(layer.spec)]])
 
     def __call__(self, x):
         if x.ndim != 4 or x.shape[-1] != self.spec.in_chans:

@@ -67,14 +67,16 @@ def model_spec(name: str, **overrides) -> ModelSpec:
     return _entry(name).builder(**overrides).replace(name=name)
 
 
-def create_model(name: str, *, rngs: nnx.Rngs | None = None, dtype=jnp.float32, impl=AUTO, **overrides):
+def create_model(name: str, *, rngs: nnx.Rngs | None = None, dtype=jnp.float32, impl=AUTO, bwd_impl=AUTO,
+                 **overrides):
     """Build a registered model: `ConvNet` with float32 parameters and compute dtype `dtype`.
 
     `impl`: block-op implementation, one name for all blocks or {'convfirst_block': ..., 'mbconv_block':
-    ...}. `overrides` go to the family's spec builder (see `override_names(name)`).
+    ...}; `bwd_impl` the same for the backward of training. `overrides` go to the family's spec
+    builder (see `override_names(name)`).
     """
     spec = model_spec(name, **overrides)
-    return ConvNet(spec, rngs=nnx.Rngs(0) if rngs is None else rngs, dtype=dtype, impl=impl)
+    return ConvNet(spec, rngs=nnx.Rngs(0) if rngs is None else rngs, dtype=dtype, impl=impl, bwd_impl=bwd_impl)
 
 
 def list_models(pattern: str = "*") -> list[str]:

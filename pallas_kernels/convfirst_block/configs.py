@@ -6,8 +6,23 @@ import itertools
 from dataclasses import dataclass
 
 
+class _DictConfig:
+    """to_dict / from_dict for the JSON tuning cache; unknown fields are an error naming the valid ones."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        valid = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - valid
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} fields {sorted(unknown)}; valid: {sorted(valid)}")
+        return cls(**d)
+
+
 @dataclass(frozen=True)
-class FusedConfig:
+class FusedConfig(_DictConfig):
     """One program computes a tile_h x tile_w pixel tile of one image, all C channels.
 
     conv_chunk: channels per block-diagonal MMA of the grouped conv (a multiple of the group width;
@@ -26,17 +41,6 @@ class FusedConfig:
     @property
     def pixels(self) -> int:
         return self.tile_h * self.tile_w
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "FusedConfig":
-        valid = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - valid
-        if unknown:
-            raise ValueError(f"unknown FusedConfig fields {sorted(unknown)}; valid: {sorted(valid)}")
-        return cls(**d)
 
 
 # f32 projection accumulators (pixels x C) live in registers: 64 KiB per program at most.
@@ -76,6 +80,56 @@ def candidates(c: int, hidden: int, group_width: int, h: int, w: int) -> list[Fu
         out.add(dataclasses.replace(base, tile_h=th, tile_w=tw, conv_chunk=cc, hidden_chunk=he,
                                     num_warps=nw, num_stages=ns))
     out.add(base)
+
+    def distance(cfg):
+        return sum(a != b for a, b in zip(cfg.to_dict().values(), base.to_dict().values()))
+
+    return sorted(out, key=lambda cfg: (distance(cfg), tuple(cfg.to_dict().values())))
+
+
+@dataclass(frozen=True)
+class BwdConfig(_DictConfig):
+    """Tiles of the fused backward (fused_bwd_triton.py).
+
+    dgrad (one program per `block_pixels` pixels): the hidden width streamed in `hidden_chunk` steps.
+    wgrad (one program per `wgrad_chunk` hidden channels x pixel split): K-steps of `wgrad_pixels`
+        pixels; `wgrad_splits` pixel ranges per hidden chunk, each writing one partial sum
+        (0: enough programs to fill 132 SMs about 4 times).
+    """
+
+    block_pixels: int = 64
+    hidden_chunk: int = 64
+    num_warps: int = 4
+    wgrad_chunk: int = 64
+    wgrad_pixels: int = 64
+    wgrad_splits: int = 0
+    wgrad_warps: int = 4
+    num_stages: int = 2
+
+
+# wgrad accumulators (2 x C x wgrad_chunk f32) and dgrad tiles (block_pixels x C) stay in registers.
+MAX_BWD_TILE_ELEMS = 64 * 128
+
+
+def bwd_heuristic(c: int, hidden: int) -> BwdConfig:
+    """Register budget first: block_pixels x C <= 8K elements, 2 x C x wgrad_chunk <= 16K."""
+    block_pixels = max(16, min(128, MAX_BWD_TILE_ELEMS // c))
+    wgrad_chunk = max(16, min(64, MAX_BWD_TILE_ELEMS // c))
+    return BwdConfig(block_pixels=block_pixels, hidden_chunk=_pow2_divisor(hidden, 64),
+                     num_warps=4 if c <= 64 else 8, wgrad_chunk=_pow2_divisor(hidden, wgrad_chunk),
+                     wgrad_pixels=64, wgrad_splits=0, wgrad_warps=4 if c <= 64 else 8)
+
+
+def bwd_candidates(c: int, hidden: int) -> list[BwdConfig]:
+    """The autotuner's space for the backward, one-knob changes from the heuristic first."""
+    base = bwd_heuristic(c, hidden)
+    out = {base}
+    for bp, he, nw, wc, wp, ws in itertools.product(
+            [32, 64, 128], [32, 64], [4, 8], [32, 64], [32, 64, 128], [0]):
+        if bp * c > 2 * MAX_BWD_TILE_ELEMS or wc * c > 2 * MAX_BWD_TILE_ELEMS or hidden % he or hidden % wc:
+            continue
+        out.add(dataclasses.replace(base, block_pixels=bp, hidden_chunk=he, num_warps=nw, wgrad_chunk=wc,
+                                    wgrad_pixels=wp, wgrad_splits=ws, wgrad_warps=nw))
 
     def distance(cfg):
         return sum(a != b for a, b in zip(cfg.to_dict().values(), base.to_dict().values()))

@@ -3,16 +3,25 @@ from __future__ import annotations
 
 import logging
 
-from pallas_kernels.convfirst_block import configs, fused_triton
+from pallas_kernels.convfirst_block import configs, fused_bwd_triton, fused_triton
 from pallas_kernels.convfirst_block.reference import ConvFirstParams, convfirst_block_reference
-from pallas_kernels.registry import BlockOp, Implementation
+from pallas_kernels.registry import AUTO, BlockOp, Implementation
 
 # Without a tuning-cache entry, 'auto' prefers the fused kernel up to C=128, where it beat XLA on the
-# H100 (3.2x at 56x56x64, 1.7x at 28x28x128); at C=256 it was slower (docs/kernels.md).
+# H100 (3.2x at 56x56x64, 1.7x at 28x28x128); at C=256 it was slower (docs/kernels.md). The fused
+# backward ('bwd_impl=auto') follows the same rule.
 FUSED_PREFERRED_MAX_C = 128
-CONVFIRST_BLOCK = BlockOp(
-    "convfirst_block", convfirst_block_reference,
-    auto_order=lambda x, p, static: (("pallas_fused",) if x.shape[-1] <= FUSED_PREFERRED_MAX_C else ()) + ("xla",))
+
+
+def _prefer_fused(x, params, static) -> tuple[str, ...]:
+    return (("pallas_fused",) if x.shape[-1] <= FUSED_PREFERRED_MAX_C else ()) + ("xla",)
+
+
+CONVFIRST_BLOCK = BlockOp("convfirst_block", convfirst_block_reference, auto_order=_prefer_fused,
+                          bwd_auto_order=_prefer_fused)
+CONVFIRST_BLOCK.register_bwd(Implementation(
+    "pallas_fused", fused_bwd_triton.convfirst_fused_bwd, check=fused_bwd_triton.check, interpretable=True,
+    config_cls=configs.BwdConfig, candidates=lambda prob, p: configs.bwd_candidates(prob.c, prob.hidden)))
 CONVFIRST_BLOCK.register(Implementation(
     "pallas_fused", fused_triton.convfirst_fused, check=fused_triton.check, interpretable=True,
     config_cls=configs.FusedConfig,
@@ -30,8 +39,9 @@ else:
 
 
 def convfirst_block(x, params: ConvFirstParams, *, group_width: int, act: str = "silu",
-                    residual: bool = True, ln_eps: float = 1e-6, impl="auto", bwd_impl: str = "xla",
-                    config=None):
-    """y = [x +] project(act(expand(norm(gconv_kxk(x))))) on NHWC x; see reference.py for the math."""
-    return CONVFIRST_BLOCK(x, params, impl=impl, bwd_impl=bwd_impl, config=config,
+                    residual: bool = True, ln_eps: float = 1e-6, impl=AUTO, bwd_impl=AUTO, config=None,
+                    bwd_config=None):
+    """y = [x +] project(act(expand(norm(gconv_kxk(x))))) on NHWC x; see reference.py for the math.
+    `impl` runs the forward, `bwd_impl` the backward (see pallas_kernels.registry)."""
+    return CONVFIRST_BLOCK(x, params, impl=impl, bwd_impl=bwd_impl, config=config, bwd_config=bwd_config,
                            group_width=group_width, act=act, residual=residual, ln_eps=ln_eps)

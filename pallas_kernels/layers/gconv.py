@@ -138,8 +138,9 @@ def _kernel(x_ref, w_ref, b_ref, o_ref, *, h, w, c, ho, wo, k, stride, pad_h, pa
 
 
 def gconv(x, w_conv, b_conv, *, group_width: int, stride: int = 1, act: str = "none",
-          config: GConvConfig | None = None):
-    """act(grouped_conv(x, w_conv) + b_conv) for NHWC x and HWIO (k, k, G, C) weights, in x.dtype."""
+          config: GConvConfig | None = None, out_dtype=None):
+    """act(grouped_conv(x, w_conv) + b_conv) for NHWC x and HWIO (k, k, G, C) weights, in out_dtype
+    (default x.dtype; float32 keeps the accumulator unrounded, as the fused backward needs)."""
     if (reason := dtype_reason(x) or gconv_reason(x.shape, w_conv.shape, group_width, stride)):
         raise UnsupportedError(f"gconv: {reason}")
     kernel_activation(act)
@@ -158,7 +159,7 @@ def gconv(x, w_conv, b_conv, *, group_width: int, stride: int = 1, act: str = "n
     tiles = pl.cdiv(ho, cfg.tile_h) * pl.cdiv(wo, cfg.tile_w)
     y = pl.pallas_call(
         kernel,
-        out_shape=jax.ShapeDtypeStruct((n * ho * wo, c), x.dtype),
+        out_shape=jax.ShapeDtypeStruct((n * ho * wo, c), out_dtype or x.dtype),
         grid=(tiles, n_blocks, n),  # tiles fastest: neighbours share halo rows in L2
         compiler_params=pltriton.CompilerParams(num_warps=cfg.num_warps, num_stages=cfg.num_stages),
         cost_estimate=pl.CostEstimate(flops=2 * n * ho * wo * c * k * k * group_width,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 
 from pallas_kernels.mbconv_block.reference import MBConvParams, mbconv_block_reference
-from pallas_kernels.registry import BlockOp, Implementation
+from pallas_kernels.registry import AUTO, BlockOp, Implementation
 
 # Without a tuning-cache entry, 'auto' prefers the fused kernel only for blocks without expansion
 # (E=1): it recomputes the expansion k*k times per pixel and was slower than XLA on every E=6
@@ -28,7 +28,8 @@ else:
 
 
 def mbconv_block(x, params: MBConvParams, *, group_width: int = 1, stride: int = 1, act: str = "silu",
-                 residual: bool = True, impl="auto", bwd_impl: str = "xla", config=None):
-    """y = [x +] project(se(act(gconv_kxk(act(expand(x)))))) on NHWC x; see reference.py."""
+                 residual: bool = True, impl=AUTO, bwd_impl=AUTO, config=None):
+    """y = [x +] project(se(act(gconv_kxk(act(expand(x)))))) on NHWC x; see reference.py.
+    The backward is XLA's ('auto' and 'xla'): no fused MBConv backward exists."""
     return MBCONV_BLOCK(x, params, impl=impl, bwd_impl=bwd_impl, config=config,
                         group_width=group_width, stride=stride, act=act, residual=residual)
