@@ -38,9 +38,9 @@ def bench_pair(problem, impl: str, bwd_impl: str, dtype, protocol: Protocol) -> 
         if (reason := op.why_unsupported(name, x0, params, jax.default_backend(), bwd=bwd, **static)):
             return dict(row, status=f"unsupported: {reason}")
 
-    def fwd_bwd(x, dy):
-        _, pullback = jax.vjp(lambda a, p: op(a, p, impl=impl, bwd_impl=bwd_impl, **static), x, params)
-        return pullback(dy)
+    def fwd_bwd(x, dy):  # y is returned too: a dead forward would be removed by XLA
+        y, pullback = jax.vjp(lambda a, p: op(a, p, impl=impl, bwd_impl=bwd_impl, **static), x, params)
+        return y, pullback(dy)
 
     def make(i):
         return problem.make_x(jax.random.key(10 + i), dtype), problem.make_x(jax.random.key(1000 + i), dtype)
@@ -52,6 +52,31 @@ def bench_pair(problem, impl: str, bwd_impl: str, dtype, protocol: Protocol) -> 
                 kernels=[name for name, _ in (t.per_kernel or ())])
 
 
+def sweep_backward(problem, dtype, protocol: Protocol, n_configs: int) -> list[dict]:
+    """The fused backward alone under its first `n_configs` autotuner candidates (heuristic first)."""
+    from pallas_kernels.convfirst_block import configs
+    from pallas_kernels.convfirst_block.fused_bwd_triton import convfirst_fused_bwd
+
+    params = problem.make_params(jax.random.key(1))
+    rows = []
+    for cfg in configs.bwd_candidates(problem.c, problem.hidden)[:n_configs]:
+        def bwd(x, dy, cfg=cfg):
+            return convfirst_fused_bwd(x, params, dy, config=cfg, **problem.static())
+
+        def make(i):
+            return problem.make_x(jax.random.key(10 + i), dtype), problem.make_x(jax.random.key(1000 + i), dtype)
+
+        try:
+            t = time_call(bwd, make, protocol=protocol)
+            row = dict(block=problem.label(), config=cfg.to_dict(), status="ok", bwd_ms=t.median_ms,
+                       kernels=[(name, ms) for name, ms in (t.per_kernel or ())])
+        except Exception as err:  # a config that fails to compile (registers, shared memory) is a result
+            row = dict(block=problem.label(), config=cfg.to_dict(), status=f"failed: {type(err).__name__}: {err}"[:300])
+        rows.append(row)
+        print(f"  sweep {problem.label()} {cfg}: {row.get('bwd_ms', row['status'])}", flush=True)
+    return rows
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="convfirst_tiny_ln")
@@ -61,6 +86,8 @@ def main(argv=None) -> int:
                    help="comma-separated forward/backward implementation pairs")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--iters", type=int, default=20)
+    p.add_argument("--sweep", type=int, default=0,
+                   help="also time the fused backward alone under this many tile configs per block")
     p.add_argument("--out", default="")
     args = p.parse_args(argv)
     dtype = compute_dtype(args.dtype)
@@ -73,9 +100,16 @@ def main(argv=None) -> int:
             rows.append(row)
             shown = f"{row['ms']:.3f} ms  {row['achieved_tmacs']:.0f} TMAC/s" if row["status"] == "ok" else row["status"]
             print(f"{problem.label()} x{count}  {impl}/{bwd_impl}: {shown}", flush=True)
+    sweep = []
+    if args.sweep:
+        for problem, _ in block_problems(model_spec(args.model), args.batch):
+            if OPS[problem.op].why_unsupported("pallas_fused", problem.make_x(jax.random.key(0), dtype),
+                                               problem.make_params(jax.random.key(1)), jax.default_backend(),
+                                               bwd=True, **problem.static()) is None:
+                sweep += sweep_backward(problem, dtype, protocol, args.sweep)
     report = dict(environment(args.dtype), command="python " + " ".join(
         [sys.argv[0]] + (argv if argv is not None else sys.argv[1:])), batch=args.batch,
-        protocol=protocol.describe(), rows=rows)
+        protocol=protocol.describe(), rows=rows, sweep=sweep)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")

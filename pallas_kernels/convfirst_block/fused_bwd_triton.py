@@ -5,16 +5,16 @@ The forward saves x only. The backward recomputes what it needs, in C-wide tenso
 1. t = gconv(x) + b_conv with the Pallas grouped-conv kernel, float32 out.
 2. `_dgrad_kernel`, one program per tile of pixels, the hidden width streamed in chunks:
    n = LN(t); pre = n @ W1 + b1; dh = dy @ W2^T; dpre = dh * act'(pre); dn += dpre @ W1^T;
-   then the LayerNorm backward -> dt (stored in x.dtype), and per-tile partial sums of db_project
-   (dy), d ln_scale, d ln_bias and db_conv (dt).
+   then the LayerNorm backward -> dt (stored in x.dtype), n (stored in x.dtype for step 3) and
+   per-tile partial sums of db_project (dy), d ln_scale, d ln_bias and db_conv (dt).
 3. `_wgrad_kernel`, one program per (hidden chunk, pixel range): the weight-gradient GEMMs with the
    pixels as K, accumulated in registers: dW1[:, j] += n^T dpre_j, dW2[j, :] += act(pre_j)^T dy,
-   db1[j] += sum dpre_j (recomputing n, pre_j and dh_j for its chunk), one partial per range.
+   db1[j] += sum dpre_j (recomputing pre_j and dh_j for its chunk), one partial per range.
 4. dx = [dy +] gconv(dt) with the conv weights flipped and transposed within each group (the same
    Pallas conv kernel); dW_conv is XLA's convolution weight gradient of x and dt (k*k*G*C weights).
 Partial sums are added in a fixed order by XLA (deterministic; no atomics).
 
-HBM traffic per pixel: x, t, dt, dy, dx (C channels each) and weight-sized partials; the hidden
+HBM traffic per pixel: x, t, n, dt, dy, dx (C channels each) and weight-sized partials; the hidden
 activation (E*C per pixel) only exists in registers, one chunk at a time. The price is recompute:
 the MLP runs 7 GEMMs (expand twice, dy @ W2^T twice, dn, two weight gradients) where autodiff of a
 saved activation runs 4.
@@ -87,7 +87,8 @@ def _load_rows(ref, rows_in, ch):
 
 
 def _dgrad_kernel(t_ref, dy_ref, lns_ref, lnb_ref, w1_ref, b1_ref, w1t_ref, w2t_ref,
-                  dt_ref, db2_ref, dlns_ref, dlnb_ref, dbc_ref, *, m, c, hidden, cfg, act, layer_norm, ln_eps):
+                  dt_ref, n_ref, db2_ref, dlns_ref, dlnb_ref, dbc_ref, *, m, c, hidden, cfg, act, layer_norm,
+                  ln_eps):
     bp, hc = cfg.block_pixels, cfg.hidden_chunk
     f32, dtype = jnp.float32, dy_ref.dtype
     rows = pl.program_id(0) * bp + lax.iota(jnp.int32, bp)
@@ -120,12 +121,12 @@ def _dgrad_kernel(t_ref, dy_ref, lns_ref, lnb_ref, w1_ref, b1_ref, w1t_ref, w2t_
         dlnb_ref[...] = jnp.zeros((c,), f32)
     db2_ref[...] = dy.astype(f32).sum(axis=0)
     dbc_ref[...] = dt.sum(axis=0)
-    dst = dt_ref.at[store_rows(rows, ok, m)[:, None], ch[None, :]]
-    pltriton.store(dst, dt.astype(dt_ref.dtype), mask=jnp.broadcast_to(ok[:, None], (bp, c)))
+    dst, mask = store_rows(rows, ok, m)[:, None], jnp.broadcast_to(ok[:, None], (bp, c))
+    pltriton.store(dt_ref.at[dst, ch[None, :]], dt.astype(dt_ref.dtype), mask=mask)
+    pltriton.store(n_ref.at[dst, ch[None, :]], n, mask=mask)
 
 
-def _wgrad_kernel(t_ref, dy_ref, lns_ref, lnb_ref, w1_ref, b1_ref, w2t_ref, dw1_ref, dw2_ref, db1_ref, *,
-                  m, c, cfg, steps, act, layer_norm, ln_eps):
+def _wgrad_kernel(n_ref, dy_ref, w1_ref, b1_ref, w2t_ref, dw1_ref, dw2_ref, db1_ref, *, m, c, cfg, steps, act):
     bp, hc = cfg.wgrad_pixels, cfg.wgrad_chunk
     f32, dtype = jnp.float32, dy_ref.dtype
     hs = pl.ds(pl.program_id(0) * hc, hc)
@@ -139,9 +140,7 @@ def _wgrad_kernel(t_ref, dy_ref, lns_ref, lnb_ref, w1_ref, b1_ref, w2t_ref, dw1_
         ok = rows < m
         rows_in = jnp.minimum(rows, m - 1)
         dy = jnp.where(ok[:, None], _load_rows(dy_ref, rows_in, ch), 0).astype(dtype)
-        n, _, _ = _normalize(_load_rows(t_ref, rows_in, ch), lns_ref, lnb_ref, c=c, layer_norm=layer_norm,
-                             ln_eps=ln_eps)
-        n = n.astype(dtype)
+        n = _load_rows(n_ref, rows_in, ch)
         pre = jnp.dot(n, w1, preferred_element_type=f32) + b1[None, :]
         a, dact = _act_and_grad(act, pre)
         dpre = jnp.dot(dy, w2t, preferred_element_type=f32) * dact
@@ -183,7 +182,7 @@ def convfirst_fused_bwd(x, params: ConvFirstParams, dy, *, config: configs.BwdCo
     dy = dy.astype(dt_)
     t = gconv(x, params.w_conv, params.b_conv, group_width=group_width, out_dtype=f32).reshape(m, c)
     dy2 = dy.reshape(m, c)
-    static = dict(m=m, c=c, cfg=cfg, act=act, layer_norm=layer_norm, ln_eps=ln_eps)
+    static = dict(m=m, c=c, cfg=cfg, act=act)
     params_in = pltriton.CompilerParams(num_warps=cfg.num_warps, num_stages=cfg.num_stages)
 
     def whole(a):
@@ -192,15 +191,15 @@ def convfirst_fused_bwd(x, params: ConvFirstParams, dy, *, config: configs.BwdCo
     tiles = pl.cdiv(m, cfg.block_pixels)
     vec = pl.BlockSpec((None, c), lambda i: (i, 0))
     dgrad_in = (t, dy2, ln_s, ln_b, w1, b1, w1.T, w2.T)
-    dt, db2, dlns, dlnb, dbc = pl.pallas_call(
-        functools.partial(_dgrad_kernel, hidden=hidden, **static),
-        out_shape=(jax.ShapeDtypeStruct((m, c), dt_),) + (jax.ShapeDtypeStruct((tiles, c), f32),) * 4,
+    dt, n, db2, dlns, dlnb, dbc = pl.pallas_call(
+        functools.partial(_dgrad_kernel, hidden=hidden, layer_norm=layer_norm, ln_eps=ln_eps, **static),
+        out_shape=(jax.ShapeDtypeStruct((m, c), dt_),) * 2 + (jax.ShapeDtypeStruct((tiles, c), f32),) * 4,
         grid=(tiles,),
         in_specs=[whole(a) for a in dgrad_in],
-        out_specs=(whole(t),) + (vec,) * 4,
+        out_specs=(whole(t),) * 2 + (vec,) * 4,
         compiler_params=params_in,
         cost_estimate=pl.CostEstimate(flops=2 * 3 * m * c * hidden, transcendentals=m * hidden,
-                                      bytes_accessed=m * c * (4 + 2 * dt_.itemsize)),
+                                      bytes_accessed=m * c * (4 + 3 * dt_.itemsize)),
         interpret=interpret_mode(),
         name=f"convfirst_bwd_dgrad_c{c}",
     )(*dgrad_in)
@@ -208,7 +207,7 @@ def convfirst_fused_bwd(x, params: ConvFirstParams, dy, *, config: configs.BwdCo
     splits = _wgrad_splits(cfg, m, hidden)
     steps = pl.cdiv(pl.cdiv(m, cfg.wgrad_pixels), splits)
     hc = cfg.wgrad_chunk
-    wgrad_in = (t, dy2, ln_s, ln_b, w1, b1, w2.T)
+    wgrad_in = (n, dy2, w1, b1, w2.T)
     dw1p, dw2p, db1p = pl.pallas_call(
         functools.partial(_wgrad_kernel, steps=steps, **static),
         out_shape=(jax.ShapeDtypeStruct((splits, c, hidden), f32), jax.ShapeDtypeStruct((splits, hidden, c), f32),
@@ -220,7 +219,7 @@ def convfirst_fused_bwd(x, params: ConvFirstParams, dy, *, config: configs.BwdCo
                    pl.BlockSpec((None, hc), lambda j, s: (s, j))),
         compiler_params=pltriton.CompilerParams(num_warps=cfg.wgrad_warps, num_stages=cfg.num_stages),
         cost_estimate=pl.CostEstimate(flops=2 * 4 * m * c * hidden, transcendentals=m * hidden,
-                                      bytes_accessed=(hidden // hc) * m * c * (4 + dt_.itemsize)),
+                                      bytes_accessed=(hidden // hc) * m * c * 2 * dt_.itemsize),
         interpret=interpret_mode(),
         name=f"convfirst_bwd_wgrad_c{c}",
     )(*wgrad_in)
