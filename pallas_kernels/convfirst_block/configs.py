@@ -112,12 +112,15 @@ MAX_BWD_TILE_ELEMS = 64 * 128
 
 
 def bwd_heuristic(c: int, hidden: int) -> BwdConfig:
-    """Register budget first: block_pixels x C <= 8K elements, 2 x C x wgrad_chunk <= 16K."""
-    block_pixels = max(16, min(128, MAX_BWD_TILE_ELEMS // c))
+    """Register budget first: block_pixels x C <= 8K elements (and <= 64 pixels), 2 x C x wgrad_chunk
+    <= 16K. From the H100 sweep (benchmarks/results/fused_backward, bf16, batch 128): 64-pixel dgrad
+    tiles beat 128 at C=64 (1.61 vs 1.71 ms); 128-pixel wgrad K-steps beat 64 at C=128 (1.20 vs
+    1.38 ms) but overflow shared memory at C=256."""
+    block_pixels = max(16, min(64, MAX_BWD_TILE_ELEMS // c))
     wgrad_chunk = max(16, min(64, MAX_BWD_TILE_ELEMS // c))
     return BwdConfig(block_pixels=block_pixels, hidden_chunk=_pow2_divisor(hidden, 64),
                      num_warps=4 if c <= 64 else 8, wgrad_chunk=_pow2_divisor(hidden, wgrad_chunk),
-                     wgrad_pixels=64, wgrad_splits=0, wgrad_warps=4 if c <= 64 else 8)
+                     wgrad_pixels=128 if c == 128 else 64, wgrad_splits=0, wgrad_warps=4 if c <= 64 else 8)
 
 
 def bwd_candidates(c: int, hidden: int) -> list[BwdConfig]:
@@ -126,7 +129,9 @@ def bwd_candidates(c: int, hidden: int) -> list[BwdConfig]:
     out = {base}
     for bp, he, nw, wc, wp, ws in itertools.product(
             [32, 64, 128], [32, 64], [4, 8], [32, 64], [32, 64, 128], [0]):
-        if bp * c > 2 * MAX_BWD_TILE_ELEMS or wc * c > 2 * MAX_BWD_TILE_ELEMS or hidden % he or hidden % wc:
+        # over these sizes the H100 ran out of shared memory (bp=64 or wp=128 at C=256)
+        too_big = bp * c > MAX_BWD_TILE_ELEMS or wp * c > 2 * MAX_BWD_TILE_ELEMS or wc * c > 2 * MAX_BWD_TILE_ELEMS
+        if too_big or hidden % he or hidden % wc:
             continue
         out.add(dataclasses.replace(base, block_pixels=bp, hidden_chunk=he, num_warps=nw, wgrad_chunk=wc,
                                     wgrad_pixels=wp, wgrad_splits=ws, wgrad_warps=nw))
