@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import os
 import platform
 import subprocess
 
@@ -45,6 +46,10 @@ def compute_dtype(name: str):
 
 
 def git_commit() -> str:
+    """The working tree's commit; CONVFIRST_COMMIT overrides it (the GPU machine's copy has no
+    usable git history)."""
+    if os.environ.get("CONVFIRST_COMMIT"):
+        return os.environ["CONVFIRST_COMMIT"]
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                               check=True).stdout.strip()

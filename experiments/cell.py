@@ -290,7 +290,7 @@ def environment(cell: dict) -> dict:
 
     env = {"platform": jax.default_backend(), "device": jax.devices()[0].device_kind, "driver": _driver(),
            "jax_version": jax.__version__, "python": platform.python_version(), "host": platform.node(),
-           "commit": os.environ.get("CONVFIRST_COMMIT") or git_commit()}
+           "commit": git_commit()}
     if cell["kind"] in TIMED:
         from pallas_kernels.timing import Protocol
 
