@@ -36,7 +36,7 @@ class BlockProblem:
         return self.cout or self.c
 
     def label(self) -> str:
-        extra = f"_ln" if self.layer_norm else ""
+        extra = "_ln" if self.layer_norm else ""
         extra += f"_se{self.se_channels}" if self.se_channels else ""
         extra += f"_s{self.stride}" if self.stride != 1 else ""
         return (f"{self.op}_{self.h}x{self.w}x{self.c}-{self.hidden}-{self.out_channels}"

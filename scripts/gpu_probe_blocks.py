@@ -2,11 +2,11 @@
 
     python scripts/gpu_probe_blocks.py --batch 128 --tune 8 --out $OUT/probe.json
 """
-import argparse, json, sys, time
+import argparse, json, time
 import jax, jax.numpy as jnp, numpy as np
 from pallas_kernels import OPS
 from pallas_kernels.problems import BlockProblem
-from pallas_kernels.timing import Protocol, time_call, matmul_peak_tmacs
+from pallas_kernels.timing import time_call, matmul_peak_tmacs
 from pallas_kernels import autotune
 
 ap = argparse.ArgumentParser()

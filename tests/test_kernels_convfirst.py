@@ -137,13 +137,6 @@ def test_gradients_through_the_fused_forward_equal_the_reference_gradients():
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6)  # same reference backward
 
 
-def test_bwd_impl_other_than_xla_is_refused():
-    prob = cf(1, 4, 4, 32, 64)
-    x, params = _inputs(prob, BF16)
-    with pytest.raises(UnsupportedError, match="bwd_impl"):
-        convfirst_block(x, params, impl="pallas_fused", bwd_impl="pallas", **prob.static())
-
-
 @pytest.mark.parametrize("c,hidden", [(64, 256), (128, 512), (256, 1024)])
 def test_heuristic_and_first_candidates_lower_for_h100(c, hidden):
     prob = cf(128, 28, 28, c, hidden)
