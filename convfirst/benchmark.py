@@ -148,3 +148,32 @@ def bench_block(problem: BlockProblem, impl: str, *, dtype: str = "bf16", protoc
     t = time_call(lambda x: op(x, params, impl=impl, **static),
                   lambda i: (problem.make_x(jax.random.key(10 + i), dt),), protocol=protocol)
     return dict(_efficiency(row, problem.macs(), t, peak_matmul), status="ok")
+
+
+def bench_block_train(problem: BlockProblem, impl: str, bwd_impl: str, *, dtype: str = "bf16",
+                      protocol: Protocol = Protocol(), peak_matmul: float | None = None, model: str = "",
+                      count: int = 1) -> dict:
+    """One residual block's forward + backward (`jax.vjp` on x and all parameters, then the pullback of
+    a random cotangent, the forward output consumed) with the forward forced to `impl` and the
+    backward to `bwd_impl`: what a training step does per block. MACs per call = 3 x forward MACs
+    (forward, input and weight gradients; recompute not counted). `impl` in the row is 'impl/bwd_impl'."""
+    dt = compute_dtype(dtype)
+    op = OPS[problem.op]
+    params = problem.make_params(jax.random.key(1))
+    static = problem.static()
+    row = dict(environment(dtype), kind="block_train", model=model, block=problem.label(), block_count=count,
+               impl=f"{impl}/{bwd_impl}", infer_img_size=problem.h, infer_batch_size=problem.batch,
+               param_count=None, infer_gmacs=3 * problem.macs() / problem.batch / 1e9, infer_macts=None,
+               protocol=protocol.describe())
+    x0 = problem.make_x(jax.random.key(0), dt)
+    for name, bwd in ((impl, False), (bwd_impl, True)):
+        if (reason := op.why_unsupported(name, x0, params, jax.default_backend(), bwd=bwd, **static)):
+            return dict(row, status=f"unsupported: {'backward ' if bwd else ''}{reason}")
+
+    def fwd_bwd(x, dy):  # y is returned too: a dead forward would be removed by XLA
+        y, pullback = jax.vjp(lambda a, p: op(a, p, impl=impl, bwd_impl=bwd_impl, **static), x, params)
+        return y, pullback(dy)
+
+    t = time_call(fwd_bwd, lambda i: (problem.make_x(jax.random.key(10 + i), dt),
+                                      problem.make_x(jax.random.key(1000 + i), dt)), protocol=protocol)
+    return dict(_efficiency(row, 3 * problem.macs(), t, peak_matmul), status="ok")

@@ -5,6 +5,7 @@ and autotuning state of one cell cannot skew the next:
 
 Writes one JSON object to PATH (atomically): {"status": "ok" | "failed", "error"?, "env", "result"}.
 Kinds: bench_model (a whole forward), bench_block (every distinct residual block of a model alone),
+bench_block_train (the same, forward + backward with `impl` / `bwd_impl`),
 waterline (both, plus which implementation each block runs), tile_sweep (every candidate tile config
 of a kernel per block), train_small (a short training run on a small dataset, CPU-sized).
 Timed kinds run on the real timing protocol (pallas_kernels.timing) or, with timing=fake, on the
@@ -84,6 +85,8 @@ def run_cell(cell: dict, workdir: Path) -> dict:
         return backend.model(cell)
     if kind == "bench_block":
         return {"blocks": backend.blocks(cell, cell["batch"])}
+    if kind == "bench_block_train":
+        return {"blocks": backend.train_blocks(cell)}
     if kind == "waterline":
         model = backend.model(cell)
         spec = model_spec_of(cell["model"])
@@ -190,6 +193,22 @@ class RealBackend:
             except Exception as e:  # one block's failure must not hide the others' times
                 row = dict(base, status=f"error: {type(e).__name__}: {str(e)[:500]}")
             rows.append(dict(row, requested_impl=cell["impl"]))
+        return rows
+
+    def train_blocks(self, cell: dict) -> list[dict]:
+        from convfirst import benchmark
+
+        rows = []
+        for problem, _, count in distinct_blocks(model_spec_of(cell["model"]), cell["batch"]):
+            try:
+                row = benchmark.bench_block_train(problem, cell["impl"], cell["bwd_impl"], dtype=cell["dtype"],
+                                                  protocol=self.protocol, peak_matmul=self.peak_matmul,
+                                                  model=cell["model"], count=count)
+            except Exception as e:  # one block's failure must not hide the others' times
+                row = dict(kind="block_train", model=cell["model"], block=problem.label(), block_count=count,
+                           impl=f"{cell['impl']}/{cell['bwd_impl']}",
+                           status=f"error: {type(e).__name__}: {str(e)[:500]}")
+            rows.append(row)
         return rows
 
     def tiles(self, cell: dict) -> list[dict]:

@@ -18,11 +18,12 @@ import re
 KINDS = {
     "bench_model": ("model", "impl", "batch", "dtype", "warmup", "iters"),
     "bench_block": ("model", "impl", "batch", "dtype", "warmup", "iters"),
+    "bench_block_train": ("model", "impl", "bwd_impl", "batch", "dtype", "warmup", "iters"),
     "waterline": ("model", "impl", "batch", "dtype", "warmup", "iters"),
     "tile_sweep": ("model", "impl", "batch", "dtype", "warmup", "iters", "max_configs"),
     "train_small": ("model", "resolution", "steps", "batch", "seed", "dataset"),
 }
-TIMED = ("bench_model", "bench_block", "waterline", "tile_sweep")
+TIMED = ("bench_model", "bench_block", "bench_block_train", "waterline", "tile_sweep")
 TIMINGS = ("real", "fake")
 
 

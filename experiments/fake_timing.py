@@ -104,6 +104,33 @@ def blocks(cell: dict, batch: int) -> list[dict]:
     return rows
 
 
+def train_blocks(cell: dict) -> list[dict]:
+    """Forward + backward of each distinct block: the forward's fake time plus twice the backward
+    implementation's (the backward does the input and weight gradients)."""
+    rows = []
+    label = f"{cell['impl']}/{cell['bwd_impl']}"
+    for problem, lc, count in distinct_blocks(model_spec_of(cell["model"]), cell["batch"]):
+        row = dict(_env(cell["dtype"]), kind="block_train", model=cell["model"], block=problem.label(),
+                   block_count=count, impl=label, infer_img_size=problem.h, infer_batch_size=cell["batch"],
+                   param_count=None, infer_gmacs=3 * problem.macs() / cell["batch"] / 1e9, infer_macts=None,
+                   protocol=PROTOCOL)
+        reasons = [r for r in (_impl(problem, cell["impl"], cell["dtype"])[1], _bwd_reason(problem, cell)) if r]
+        if reasons:
+            rows.append(dict(row, status=f"unsupported: {'; '.join(reasons)}"))
+            continue
+        ms = (_block_ms(lc, cell["impl"], cell["batch"], cell["dtype"])
+              + 2 * _block_ms(lc, cell["bwd_impl"], cell["batch"], cell["dtype"]))
+        rows.append(dict(_efficiency(row, 3 * problem.macs(), _timing(ms), _peak_matmul(cell["dtype"])), status="ok"))
+    return rows
+
+
+def _bwd_reason(problem, cell: dict) -> str | None:
+    op = OPS[problem.op]
+    x = jax.ShapeDtypeStruct(problem.x_shape(), compute_dtype(cell["dtype"]))
+    params = jax.eval_shape(problem.make_params, jax.random.key(1))
+    return op.why_unsupported(cell["bwd_impl"], x, params, "gpu", bwd=True, **problem.static())
+
+
 def tiles(cell: dict) -> list[dict]:
     """Candidate tile configs of each block, config i at (1 + 0.07 i) x the fused block's fake time."""
     rows = []

@@ -352,7 +352,8 @@ def _block_rows(res: Results, cells) -> list[dict]:
     rows = []
     for cell, result in res.ok(cells):
         for b in result["blocks"]:
-            rows.append({**b, "model": cell["model"], "requested_impl": cell["impl"],
+            requested = f"{cell['impl']}/{cell['bwd_impl']}" if "bwd_impl" in cell else cell["impl"]
+            rows.append({**b, "model": cell["model"], "requested_impl": requested,
                          "ms": b.get("infer_step_time"), "eff_pct": pct(b.get("eff_datasheet"))})
     return rows
 
@@ -361,7 +362,7 @@ def _ablate_per_block(res, group, name, note) -> Section:
     from experiments import plots as P
 
     rows = _block_rows(res, res.group_cells(group))
-    xla = {(r["model"], r["block"]): r["ms"] for r in rows if r["requested_impl"] == "xla" and r["ms"]}
+    xla = {(r["model"], r["block"]): r["ms"] for r in rows if r["requested_impl"] in ("xla", "xla/xla") and r["ms"]}
     for r in rows:
         base = xla.get((r["model"], r["block"]))
         r["speedup_vs_xla"] = base / r["ms"] if base and r["ms"] else None
@@ -461,7 +462,8 @@ def _ablate_tiles(res, group, name, note) -> Section:
 
 ABLATION_VIEWS = {"impl": _ablate_per_block, "group_width": _ablate_variants, "expansion": _ablate_variants,
                   "group_width_mbconv": _ablate_models, "batch": _ablate_models, "tiles": _ablate_tiles}
-KIND_VIEWS = {"bench_block": _ablate_per_block, "bench_model": _ablate_models, "tile_sweep": _ablate_tiles}
+KIND_VIEWS = {"bench_block": _ablate_per_block, "bench_block_train": _ablate_per_block, "bench_model": _ablate_models,
+              "tile_sweep": _ablate_tiles}
 
 
 def ablations(res: Results, name: str) -> Section:

@@ -5,11 +5,10 @@ is scripts/bench_train_step.py --bwd_impl).
     python scripts/bench_fused_backward.py --model convfirst_tiny_ln --batch 128 --dtype bf16 \
         --pairs xla/xla,pallas_fused/xla,pallas_fused/pallas_fused --out benchmarks/results/fused_backward/blocks.json
 
-Each timed call is `jax.vjp` of the block op on x and all parameters followed by the pullback of a
-random cotangent: what one training step does per block. Timing: pallas_kernels.timing (CUPTI kernel
-sum, warm-up, median, inputs and cotangents rotated past 4x L2). MACs per call = 3 x forward MACs
-(forward, input gradient, weight gradient), the usual training convention; recompute is not counted.
-Synthetic inputs (benchmark only).
+Each row is `convfirst.benchmark.bench_block_train` (the same cells run through the experiment runner:
+`convfirst reproduce ablations`, group "training"); `--sweep N` adds the fused backward alone under
+its first N tile configs. Timing: pallas_kernels.timing (CUPTI kernel sum, warm-up, median, inputs
+and cotangents rotated past 4x L2). Synthetic inputs (benchmark only).
 """
 from __future__ import annotations
 
@@ -22,34 +21,10 @@ import jax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from convfirst.benchmark import block_problems, compute_dtype, environment  # noqa: E402
+from convfirst.benchmark import bench_block_train, block_problems, compute_dtype, environment  # noqa: E402
 from convfirst.models import model_spec  # noqa: E402
 from pallas_kernels import OPS  # noqa: E402
 from pallas_kernels.timing import Protocol, time_call  # noqa: E402
-
-
-def bench_pair(problem, impl: str, bwd_impl: str, dtype, protocol: Protocol) -> dict:
-    op = OPS[problem.op]
-    static = problem.static()
-    params = problem.make_params(jax.random.key(1))
-    x0 = problem.make_x(jax.random.key(0), dtype)
-    row = dict(block=problem.label(), impl=impl, bwd_impl=bwd_impl)
-    for name, bwd in ((impl, False), (bwd_impl, True)):
-        if (reason := op.why_unsupported(name, x0, params, jax.default_backend(), bwd=bwd, **static)):
-            return dict(row, status=f"unsupported: {reason}")
-
-    def fwd_bwd(x, dy):  # y is returned too: a dead forward would be removed by XLA
-        y, pullback = jax.vjp(lambda a, p: op(a, p, impl=impl, bwd_impl=bwd_impl, **static), x, params)
-        return y, pullback(dy)
-
-    def make(i):
-        return problem.make_x(jax.random.key(10 + i), dtype), problem.make_x(jax.random.key(1000 + i), dtype)
-
-    t = time_call(fwd_bwd, make, protocol=protocol)
-    macs = 3 * problem.macs()
-    return dict(row, status="ok", ms=t.median_ms, p10_ms=t.p10_ms, p90_ms=t.p90_ms, timing_method=t.method,
-                train_macs=macs, achieved_tmacs=macs / (t.median_ms * 1e-3) / 1e12,
-                kernels=[name for name, _ in (t.per_kernel or ())])
 
 
 def sweep_backward(problem, dtype, protocol: Protocol, n_configs: int) -> list[dict]:
@@ -96,9 +71,11 @@ def main(argv=None) -> int:
     rows = []
     for problem, count in block_problems(model_spec(args.model), args.batch):
         for impl, bwd_impl in pairs:
-            row = dict(bench_pair(problem, impl, bwd_impl, dtype, protocol), count=count)
+            row = bench_block_train(problem, impl, bwd_impl, dtype=args.dtype, protocol=protocol,
+                                    model=args.model, count=count)
             rows.append(row)
-            shown = f"{row['ms']:.3f} ms  {row['achieved_tmacs']:.0f} TMAC/s" if row["status"] == "ok" else row["status"]
+            shown = (f"{row['infer_step_time']:.3f} ms  {row['achieved_tmacs']:.0f} TMAC/s" if row["status"] == "ok"
+                     else row["status"])
             print(f"{problem.label()} x{count}  {impl}/{bwd_impl}: {shown}", flush=True)
     sweep = []
     if args.sweep:

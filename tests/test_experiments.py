@@ -303,8 +303,13 @@ def test_fake_ablations_render_every_group(tmp_path):
     out = tmp_path / "ablations"
     assert cli_main(["reproduce", "ablations:cpu", "--out", str(out), "--timing", "fake"]) == 0
     text = check_report(out, "ablations")
-    for group in ("impl", "group_width", "expansion", "batch", "tiles"):
+    for group in ("impl", "group_width", "expansion", "batch", "tiles", "training"):
         assert f"#### {group}" in text and (out / f"ablations_{group}.png").read_bytes()[:8] == PNG
+    training = _csv(out / "ablations_training.csv")
+    assert {r["requested_impl"] for r in training} == {"xla/xla", "xla/pallas_fused", "pallas_fused/xla",
+                                                       "pallas_fused/pallas_fused"}
+    fused = [r for r in training if r["requested_impl"] == "pallas_fused/pallas_fused"]
+    assert fused and all(r["status"] == "ok" and float(r["speedup_vs_xla"]) > 1 for r in fused)
     impl = _csv(out / "ablations_impl.csv")
     fused = [r for r in impl if r["requested_impl"] == "pallas_fused"]
     assert fused and all(float(r["speedup_vs_xla"]) > 1 for r in fused)  # the cost model's fused traffic is lower

@@ -5,7 +5,9 @@
   gw8, gw16) as whole models;
 - expansion: ConvFirst-T's blocks with E = 4 and 6;
 - batch: img/s of whole models from batch 1 to 256;
-- tiles: every candidate tile config of the fused kernels on each block (the autotuner's search space).
+- tiles: every candidate tile config of the fused kernels on each block (the autotuner's search space);
+- training: forward + backward of ConvFirst-T-LN's blocks for every forward/backward pairing of xla
+  and pallas_fused (`impl` / `bwd_impl`; what fusion buys in training).
 
 Run (H100; about 25 min in all, --time-limit splits it into commands that resume):
 
@@ -27,9 +29,11 @@ def get_config(arg=None):
     a = parse_arg(arg, quick=False, cpu=False, dtype="bf16", warmup=3, iters=20, max_configs=8)
     if a.cpu:  # one tiny model, one cell per setting: every table and plot of the report, quickly
         cf, batch, timing = "convfirst_pico", 8, dict(dtype=a.dtype, warmup=1, iters=2)
+        train_model = "convfirst_pico_ln"
         impl_models, compare, whole, batches, mbconv = (cf,), ("xla",), (cf,), (1, 8), ()
     else:
         cf, batch, timing = "convfirst_tiny", 128, dict(dtype=a.dtype, warmup=a.warmup, iters=a.iters)
+        train_model = "convfirst_tiny_ln"
         impl_models, compare = ((cf,) if a.quick else (cf, "mbconvnet_b0")), ("xla", "auto")
         whole = (cf,) if a.quick else (cf, "convnext_tiny", "efficientnet_b0")
         batches = (1, 32, 128, 256) if a.quick else (1, 8, 32, 128, 256)
@@ -43,6 +47,8 @@ def get_config(arg=None):
         group("batch", "bench_model", {"model": whole, "impl": compare, "batch": batches}, oom_retry=False, **timing),
         group("tiles", "tile_sweep", {"model": impl_models}, impl="pallas_fused", batch=batch,
               max_configs=a.max_configs, **timing),
+        group("training", "bench_block_train", {"model": (train_model,), "impl": ("xla", "pallas_fused"),
+                                                "bwd_impl": ("xla", "pallas_fused")}, batch=batch, **timing),
     ]
     if mbconv:
         groups.insert(2, group("group_width_mbconv", "bench_model", {"model": mbconv, "impl": compare},
