@@ -5,24 +5,11 @@ import dataclasses
 import itertools
 from dataclasses import dataclass
 
-
-class _DictConfig:
-    """to_dict / from_dict for the JSON tuning cache; unknown fields are an error naming the valid ones."""
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict):
-        valid = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - valid
-        if unknown:
-            raise ValueError(f"unknown {cls.__name__} fields {sorted(unknown)}; valid: {sorted(valid)}")
-        return cls(**d)
+from pallas_kernels.layers.configs import Serializable, ranked
 
 
 @dataclass(frozen=True)
-class FusedConfig(_DictConfig):
+class FusedConfig(Serializable):
     """One program computes a tile_h x tile_w pixel tile of one image, all C channels.
 
     conv_chunk: channels per block-diagonal MMA of the grouped conv (a multiple of the group width;
@@ -79,16 +66,11 @@ def candidates(c: int, hidden: int, group_width: int, h: int, w: int) -> list[Fu
             continue
         out.add(dataclasses.replace(base, tile_h=th, tile_w=tw, conv_chunk=cc, hidden_chunk=he,
                                     num_warps=nw, num_stages=ns))
-    out.add(base)
-
-    def distance(cfg):
-        return sum(a != b for a, b in zip(cfg.to_dict().values(), base.to_dict().values()))
-
-    return sorted(out, key=lambda cfg: (distance(cfg), tuple(cfg.to_dict().values())))
+    return ranked(base, out)
 
 
 @dataclass(frozen=True)
-class BwdConfig(_DictConfig):
+class BwdConfig(Serializable):
     """Tiles of the fused backward (fused_bwd_triton.py).
 
     dgrad (one program per `block_pixels` pixels): the hidden width streamed in `hidden_chunk` steps.
@@ -126,7 +108,7 @@ def bwd_heuristic(c: int, hidden: int) -> BwdConfig:
 def bwd_candidates(c: int, hidden: int) -> list[BwdConfig]:
     """The autotuner's space for the backward, one-knob changes from the heuristic first."""
     base = bwd_heuristic(c, hidden)
-    out = {base}
+    out = set()
     for bp, he, nw, wc, wp, ws in itertools.product(
             [32, 64, 128], [32, 64], [4, 8], [32, 64], [32, 64, 128], [0]):
         # over these sizes the H100 ran out of shared memory (bp=64 or wp=128 at C=256)
@@ -135,8 +117,4 @@ def bwd_candidates(c: int, hidden: int) -> list[BwdConfig]:
             continue
         out.add(dataclasses.replace(base, block_pixels=bp, hidden_chunk=he, num_warps=nw, wgrad_chunk=wc,
                                     wgrad_pixels=wp, wgrad_splits=ws, wgrad_warps=nw))
-
-    def distance(cfg):
-        return sum(a != b for a, b in zip(cfg.to_dict().values(), base.to_dict().values()))
-
-    return sorted(out, key=lambda cfg: (distance(cfg), tuple(cfg.to_dict().values())))
+    return ranked(base, out)

@@ -29,7 +29,7 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
-from pallas_kernels.common import interpret_mode, kernel_activation, store_rows
+from pallas_kernels.common import interpret_mode, is_pow2, kernel_activation, store_rows
 from pallas_kernels.convfirst_block import configs, fused_triton
 from pallas_kernels.convfirst_block.reference import ConvFirstParams, grouped_conv
 from pallas_kernels.layers.gconv import gconv, gconv_reason
@@ -49,7 +49,7 @@ def check(x, params: ConvFirstParams, *, platform=None, group_width: int, act: s
 def _config_reason(cfg: configs.BwdConfig, c: int, hidden: int) -> str | None:
     for name in ("block_pixels", "hidden_chunk", "wgrad_chunk", "wgrad_pixels"):
         value = getattr(cfg, name)
-        if value < 16 or not fused_triton._is_pow2(value):
+        if value < 16 or not is_pow2(value):
             return f"{name}={value} must be a power of two >= 16"
     if hidden % cfg.hidden_chunk or hidden % cfg.wgrad_chunk:
         return f"hidden_chunk {cfg.hidden_chunk} and wgrad_chunk {cfg.wgrad_chunk} must divide hidden={hidden}"

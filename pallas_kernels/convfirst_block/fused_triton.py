@@ -25,17 +25,13 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
-from pallas_kernels.common import dtype_reason, interpret_mode, kernel_activation
+from pallas_kernels.common import dtype_reason, interpret_mode, is_pow2, kernel_activation
 from pallas_kernels.convfirst_block import configs
 from pallas_kernels.convfirst_block.reference import ConvFirstParams
 from pallas_kernels.layers.gconv import block_diagonal_conv_weights
 from pallas_kernels.registry import UnsupportedError
 
 MAX_KERNEL_SIZE = 7
-
-
-def _is_pow2(n: int) -> bool:
-    return n > 0 and n & (n - 1) == 0
 
 
 def check(x, params: ConvFirstParams, *, platform=None, group_width: int, act: str, **_) -> str | None:
@@ -46,7 +42,7 @@ def check(x, params: ConvFirstParams, *, platform=None, group_width: int, act: s
         return f"expects NHWC input, got shape {tuple(x.shape)}"
     k, _, _, c = params.w_conv.shape
     hidden = params.w_expand.shape[1]
-    if c < 16 or not _is_pow2(c):
+    if c < 16 or not is_pow2(c):
         return f"channels C={c} must be a power of two >= 16 (Triton value shapes)"
     if c * 64 > configs.MAX_ACCUMULATOR_ELEMS:
         return (f"C={c} > {configs.MAX_ACCUMULATOR_ELEMS // 64}: f32 accumulators for a 64-pixel tile would "
@@ -55,7 +51,7 @@ def check(x, params: ConvFirstParams, *, platform=None, group_width: int, act: s
         return f"hidden width {hidden} must be a multiple of 16"
     if k % 2 == 0 or k > MAX_KERNEL_SIZE:
         return f"kernel size {k} unsupported (odd, <= {MAX_KERNEL_SIZE})"
-    if group_width != 1 and (not _is_pow2(group_width) or group_width > 64):
+    if group_width != 1 and (not is_pow2(group_width) or group_width > 64):
         return f"group width {group_width} unsupported (1 or a power of two <= 64)"
     if params.w_project.shape[1] != c:
         return "the fused kernel needs C_out == C_in (residual block)"
@@ -66,7 +62,7 @@ def check(x, params: ConvFirstParams, *, platform=None, group_width: int, act: s
 
 def _config_reason(cfg: configs.FusedConfig, c: int, hidden: int, group_width: int) -> str | None:
     for name in ("tile_h", "tile_w", "conv_chunk", "hidden_chunk"):
-        if not _is_pow2(getattr(cfg, name)):
+        if not is_pow2(getattr(cfg, name)):
             return f"{name}={getattr(cfg, name)} must be a power of two"
     if cfg.pixels < 16 or cfg.conv_chunk < 16 or cfg.hidden_chunk < 16:
         return "tiles need >= 16 pixels and chunks >= 16 channels (tensor-core dot minimum)"
