@@ -315,6 +315,10 @@ def environment(cell: dict) -> dict:
 
         protocol = Protocol(warmup=cell["warmup"], iterations=cell["iters"])
         env["protocol"] = protocol.describe()
+        if env["platform"] == "gpu":
+            from pallas_kernels import autotune
+
+            env["tuning_cache"] = autotune.read_path().name
         if cell["timing"] == "fake":
             from experiments import fake_timing
 

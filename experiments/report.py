@@ -161,21 +161,26 @@ def efficiency_table(res: Results, name: str) -> Section:
             ("ms / batch", "latency_ms"), ("img/s", "infer_samples_per_sec"), ("TMAC/s", "achieved_tmacs"),
             ("E datasheet %", "eff_datasheet_pct"), ("E matmul %", "eff_matmul_pct"),
             ("paper E %", "paper_range_pct"), ("timm 3090 E %", "timm_rtx3090_pct")]
+    mixed = len({r["device"] for r in rows}) > 1  # a table completed on another part says so per row
+    if mixed:
+        cols.insert(1, ("device", "device"))
     md = md_table(rows, cols)
     summary = []
     for family in dict.fromkeys(r["family"] for r in rows):
         for impl in impl_sorted(r["impl"] for r in rows if r["family"] == family):
-            effs = [r["eff_datasheet_pct"] for r in rows if r["family"] == family and r["impl"] == impl
-                    and r["eff_datasheet_pct"] is not None]
-            paper, timm = ref.paper_range(family), ref.timm_range(family)
-            summary.append({"family": family, "impl": impl, "models": len(effs),
-                            "measured": f"{min(effs):.1f}-{max(effs):.1f}" if effs else None,
-                            "paper": f"{paper[0]:g}-{paper[1]:g}" if paper else None,
-                            "timm": f"{timm[0]:.1f}-{timm[1]:.1f}" if timm else None})
+            for device in sorted({r["device"] for r in rows if r["family"] == family and r["impl"] == impl}):
+                effs = [r["eff_datasheet_pct"] for r in rows if r["family"] == family and r["impl"] == impl
+                        and r["device"] == device and r["eff_datasheet_pct"] is not None]
+                paper, timm = ref.paper_range(family), ref.timm_range(family)
+                summary.append({"family": family, "impl": impl, "device": device, "models": len(effs),
+                                "measured": f"{min(effs):.1f}-{max(effs):.1f}" if effs else None,
+                                "paper": f"{paper[0]:g}-{paper[1]:g}" if paper else None,
+                                "timm": f"{timm[0]:.1f}-{timm[1]:.1f}" if timm else None})
     md += ["Efficiency range per family (% of the datasheet peak; paper: its GPU; timm: RTX 3090, AMP fp16, "
            "against the fp16-accumulate tensor peak, the reading that matches the paper's ranges):", ""]
-    md += md_table(summary, [("family", "family"), ("impl", "impl"), ("models", "models"),
-                             ("measured E %", "measured"), ("paper E %", "paper"), ("timm RTX 3090 E %", "timm")])
+    md += md_table(summary, [("family", "family"), ("impl", "impl")] + ([("device", "device")] if mixed else [])
+                   + [("models", "models"), ("measured E %", "measured"), ("paper E %", "paper"),
+                      ("timm RTX 3090 E %", "timm")])
     plots = []
     if rows:
         models = {}
@@ -529,7 +534,7 @@ def environment_lines(res: Results) -> list[str]:
         return []
     lines = []
     for key, label in (("device", "device"), ("driver", "driver"), ("jax_version", "jax"), ("commit", "commit"),
-                       ("protocol", "timing protocol")):
+                       ("protocol", "timing protocol"), ("tuning_cache", "tuning cache")):
         values = sorted({str(e.get(key)) for e in envs if e.get(key) is not None})
         if values:
             lines.append(f"- {label}: {', '.join(values)}")

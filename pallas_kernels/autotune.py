@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime
 import functools
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -30,7 +31,31 @@ def device_slug(device_kind: str | None = None) -> str:
 
 
 def cache_path(device_kind: str | None = None) -> Path:
+    """The device's own cache file: where `write_entries` writes."""
     return Path(os.environ.get(ENV_CACHE) or TUNING_DIR / f"{device_slug(device_kind)}.json")
+
+
+# Parts of one chip (same SMs, L2 and instructions; only DRAM differs) whose tuning transfers: a part
+# without a cache of its own reads its sibling's, with a warning, until it is tuned itself.
+SIBLING_KINDS = {"NVIDIA H200": "NVIDIA H100 80GB HBM3", "NVIDIA H100 PCIe": "NVIDIA H100 80GB HBM3"}
+
+
+def read_path(device_kind: str | None = None) -> Path:
+    """The cache file lookups read: the device's own, else a tuned sibling part's (logged once)."""
+    own = cache_path(device_kind)
+    kind = device_kind or jax.devices()[0].device_kind
+    sibling = SIBLING_KINDS.get(kind)
+    if own.exists() or os.environ.get(ENV_CACHE) or sibling is None or not cache_path(sibling).exists():
+        return own
+    _warn_sibling(kind, sibling)
+    return cache_path(sibling)
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_sibling(kind: str, sibling: str) -> None:
+    logging.getLogger(__name__).warning(
+        "no tuning cache for %s: using the one tuned on %s (same chip). For choices measured on this "
+        "part run `convfirst tune --models ... --batch 128` on it.", kind, sibling)
 
 
 # Static options that change numbers but not speed, left out of the key (a model's BatchNorm eps
@@ -52,7 +77,7 @@ def _load(path: str, mtime: float) -> dict:
 
 
 def load_cache(device_kind: str | None = None) -> dict:
-    path = cache_path(device_kind)
+    path = read_path(device_kind)
     if not path.exists():
         return {"device_kind": device_kind, "entries": {}}
     return _load(str(path), path.stat().st_mtime)

@@ -190,3 +190,21 @@ def test_autotune_cache_lookup_uses_nearest_batch(tmp_path, monkeypatch):
     other = cf(8, 8, 8, 32, 128)  # another hidden width: no entry
     ox, op = _inputs(other, BF16)
     assert autotune.cached_best("convfirst_block", ox, op, other.static()) is None
+
+
+def test_autotune_reads_a_sibling_parts_cache_with_a_warning(tmp_path, monkeypatch, caplog):
+    """An H200 (same GH100 chip as the H100) without its own cache reads the H100's and says so;
+    tuning writes its own file, which lookups then prefer."""
+    monkeypatch.delenv(autotune.ENV_CACHE, raising=False)
+    monkeypatch.setattr(autotune, "TUNING_DIR", tmp_path)
+    autotune._warn_sibling.cache_clear()  # warned once per process
+    h100, h200 = "NVIDIA H100 80GB HBM3", "NVIDIA H200"
+    assert autotune.SIBLING_KINDS[h200] == h100
+    assert autotune.read_path(h200) == tmp_path / "nvidia_h200.json"  # no sibling cache either
+    autotune.write_entries([], batch=128, device_kind=h100)
+    with caplog.at_level("WARNING"):
+        assert autotune.read_path(h200) == tmp_path / "nvidia_h100_80gb_hbm3.json"
+    assert "using the one tuned on NVIDIA H100 80GB HBM3" in caplog.text
+    autotune.write_entries([], batch=128, device_kind=h200)
+    assert autotune.read_path(h200) == tmp_path / "nvidia_h200.json"
+    assert autotune.read_path("Test GPU") == tmp_path / "test_gpu.json"  # no sibling: its own path
