@@ -10,6 +10,9 @@
 - Resume: cells whose id already has a line are skipped, failed ones too unless --retry-failed. A
   truncated last line (the run was killed while writing) does not count. Because ids list every
   parameter, experiments whose cells coincide share them (efficiency-gap reuses efficiency-table's).
+- A cell whose CUPTI kernel list shows XLA's convolution autotuner gone wrong in its process
+  (experiments/outliers.py) is recorded as 'outlier' and launched again, up to OUTLIER_ATTEMPTS times
+  per run; outlier rows are left out of reports and rerun on resume.
 - --time-limit S: no cell starts after S seconds, and a cell still running at S is stopped without a
   line, so the same command later continues exactly there.
 - DIR/manifest.json records every command run on DIR; then the report writes CSV, Markdown and PNG.
@@ -28,6 +31,7 @@ import time
 from pathlib import Path
 
 from experiments.cells import TIMINGS, cell_id, describe, expand, slug
+from experiments.outliers import outlier_reason
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG_DIR = Path(__file__).resolve().parent / "configs" / "reproduce"
@@ -43,6 +47,7 @@ MANIFEST = "manifest.json"
 CELL_COMMAND = (sys.executable, "-m", "experiments.cell")
 FINAL_FAILURES = ("failed", "timeout", "crashed")
 MIN_CELL_S = 10  # do not start a cell with less time than this left
+OUTLIER_ATTEMPTS = 3  # launches of a cell within one run while its timings come out as outliers
 RUNNER_PID = "CONVFIRST_RUNNER_PID"  # tells a cell whose death to follow (experiments.cell.follow_runner)
 
 
@@ -73,10 +78,19 @@ def read_results(out: Path) -> tuple[dict[str, dict], int]:
                 continue
             try:
                 row = json.loads(line)
-                rows[row["id"]] = row
+                rows[row["id"]] = classify(row)
             except (json.JSONDecodeError, KeyError, TypeError):
                 bad += 1
     return rows, bad
+
+
+def classify(row: dict) -> dict:
+    """An 'ok' row whose kernels show an XLA autotuning outlier (experiments.outliers) is an 'outlier':
+    excluded from reports and run again, also when it was written before the check existed."""
+    if row.get("status") != "ok":
+        return row
+    reason = outlier_reason(row.get("result"), str(row.get("cell", {}).get("dtype", "")))
+    return dict(row, status="outlier", error=reason) if reason else row
 
 
 def append_result(out: Path, row: dict) -> None:
@@ -95,7 +109,31 @@ def append_result(out: Path, row: dict) -> None:
 
 
 def needs_run(row: dict | None, retry_failed: bool) -> bool:
-    return row is None or (retry_failed and row.get("status") != "ok")
+    return row is None or row.get("status") == "outlier" or (retry_failed and row.get("status") != "ok")
+
+
+def _run_cell(cell, out, cell_timeout_s, time_limit, start, cell_command, console) -> dict | None:
+    """Launch a cell (again, in a fresh process, while its timings are outliers) and record each
+    attempt; the last row, or None when the time limit stopped it."""
+    row = None
+    for attempt in range(1, OUTLIER_ATTEMPTS + 1):
+        left = None if time_limit is None else time_limit - (time.monotonic() - start)
+        if row is not None and left is not None and left < MIN_CELL_S:
+            return row
+        timeout = cell_timeout_s if left is None else min(cell_timeout_s, left)
+        t0 = time.monotonic()
+        outcome = launch(cell, out, timeout, cell_command)
+        if outcome is None and timeout < cell_timeout_s:
+            return None
+        if outcome is None:
+            outcome = {"status": "timeout", "error": f"no result after {timeout:.0f} s (cell_timeout_s)"}
+        row = classify({"id": cell_id(cell), "cell": cell, **outcome, "elapsed_s": round(time.monotonic() - t0, 2),
+                        "finished": _now()})
+        append_result(out, row)
+        if row["status"] != "outlier":
+            return row
+        console.print(f"  [yellow]attempt {attempt}/{OUTLIER_ATTEMPTS} of {describe(cell)}: {row['error']}[/yellow]")
+    return row
 
 
 class _Stop(Exception):
@@ -183,20 +221,13 @@ def run_experiment(config, out, *, spec: str, command: str, timing: str = "real"
                     break
                 progress.update(task, description=describe(cell))
                 progress.refresh()
-                timeout = config.cell_timeout_s if left is None else min(config.cell_timeout_s, left)
-                t0 = time.monotonic()
-                outcome = launch(cell, out, timeout, cell_command)
+                row = _run_cell(cell, out, config.cell_timeout_s, time_limit, start, cell_command, console)
                 counts["launched"] += 1
-                elapsed = time.monotonic() - t0
-                if outcome is None and timeout < config.cell_timeout_s:  # stopped by the time limit: not recorded
+                if row is None:  # stopped by the time limit: not recorded
                     counts["left"] = len(pending) - i
                     console.print(f"  time limit reached during {describe(cell)}; not recorded")
                     break
-                if outcome is None:
-                    outcome = {"status": "timeout", "error": f"no result after {timeout:.0f} s (cell_timeout_s)"}
-                row = {"id": cell_id(cell), "cell": cell, **outcome, "elapsed_s": round(elapsed, 2),
-                       "finished": _now()}
-                append_result(out, row)
+                elapsed = row["elapsed_s"]
                 ok = row["status"] == "ok"
                 counts["ok" if ok else "failed"] += 1
                 note = "ok" if ok else f"[red]{row['status']}[/red]: {str(row.get('error', ''))[:200]}"

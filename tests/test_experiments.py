@@ -377,3 +377,40 @@ def test_time_limit_leaves_the_running_cell_unrecorded_and_cell_timeout_is_recor
     counts = run.run_experiment(config, tmp_path / "timeout", only=("model=convfirst_pico", "impl=xla"), **kw)
     (row,) = rows_of(tmp_path / "timeout")
     assert counts["failed"] == 1 and row["status"] == "timeout" and "cell_timeout_s" in row["error"]
+
+
+def test_autotuning_outliers_are_rerun_in_fresh_processes_and_left_out(tmp_path, monkeypatch):
+    """A cell whose kernels show cuDNN's FFT engine (XLA's conv autotuner gone wrong in that process)
+    is recorded as 'outlier' and launched again; an old 'ok' row with such kernels reruns on resume."""
+    from experiments.outliers import outlier_reason
+
+    fake = tmp_path / "outlier_cell.py"
+    fake.write_text(
+        "import json, os, sys\n"
+        "counter = os.environ['OUTLIER_COUNT']\n"
+        "n = int(open(counter).read()) if os.path.exists(counter) else 0\n"
+        "open(counter, 'w').write(str(n + 1))\n"
+        "kernels = [['_Z15fft2d_r2c_32x32IfEv', 3.5], ['gemm', 1.0]] if n < 2 else [['gemm', 1.0]]\n"
+        "result = {'infer_step_time': sum(ms for _, ms in kernels), 'per_kernel': kernels}\n"
+        "path = sys.argv[sys.argv.index('--result') + 1]\n"
+        "json.dump({'status': 'ok', 'env': {}, 'result': result}, open(path, 'w'))\n")
+    monkeypatch.setenv("OUTLIER_COUNT", str(tmp_path / "count"))
+    config = run.load(run.config_spec("efficiency-table:cpu"))
+    kw = dict(spec="efficiency-table:cpu", command="test", timing="fake", only=("model=convfirst_pico", "impl=xla"),
+              cell_command=(sys.executable, str(fake)))
+    counts = run.run_experiment(config, tmp_path / "out", **kw)
+    statuses = [r["status"] for r in rows_of(tmp_path / "out")]
+    assert counts["launched"] == 1 and counts["ok"] == 1 and statuses == ["outlier", "outlier", "ok"]
+    assert "fft2d_" in rows_of(tmp_path / "out")[0]["error"]
+    assert run.run_experiment(config, tmp_path / "out", **kw)["launched"] == 0
+
+    # a row written before the check existed: classified on reading, run again
+    legacy = rows_of(tmp_path / "out")[0] | {"status": "ok"}
+    legacy.pop("error")
+    (tmp_path / "legacy").mkdir()
+    (tmp_path / "legacy" / run.RESULTS).write_text(json.dumps(legacy) + "\n")
+    assert run.read_results(tmp_path / "legacy")[0][legacy["id"]]["status"] == "outlier"
+    assert run.run_experiment(config, tmp_path / "legacy", **kw)["ok"] == 1
+    # cuDNN's fp32 engine is an outlier only in a 16-bit program
+    fp32_engine = {"per_kernel": [["_Z33convolve_common_engine_float_NHWCIffLi1024E", 9.0]]}
+    assert outlier_reason(fp32_engine, "bf16") and outlier_reason(fp32_engine, "f32") is None
