@@ -274,13 +274,16 @@ def waterline(res: Results, name: str) -> Section:
             ("kernel loss ms", "kernel_loss_ms"), ("E", "efficiency"), ("E bound", "efficiency_bound"),
             ("blocks alone ms", "block_sum_ms"), ("rest ms", "remainder_ms"), ("fused blocks", "fused_blocks"),
             ("fused kernels matched", "fused_kernels_matched")]
+    devices = list(dict.fromkeys(s["device"] for s in summaries))
+    if len(devices) > 1:  # a run completed on another part: say which, and compare only within a part
+        cols.insert(2, ("device", "device"))
     md += ["Gap split per model and implementation (ms per batch; measured = ideal + recompute + memory-bound "
            "loss + kernel loss; the cost model follows the execution each block ran):", ""] + md_table(summaries, cols)
     fusion = []
-    for model in dict.fromkeys(s["model"] for s in summaries):
-        by = {s["impl"]: s for s in summaries if s["model"] == model}
+    for model, device in dict.fromkeys((s["model"], s["device"]) for s in summaries):
+        by = {s["impl"]: s for s in summaries if s["model"] == model and s["device"] == device}
         any_s = next(iter(by.values()))
-        row = {"model": model, "predicted_lw_ms": any_s["layerwise_waterline_ms"],
+        row = {"model": model, "device": device, "predicted_lw_ms": any_s["layerwise_waterline_ms"],
                "predicted_fused_ms": any_s["fused_waterline_ms"],
                "memory_loss_removed_ms": any_s["layerwise_memory_bound_loss_ms"] - any_s["fused_memory_bound_loss_ms"]}
         if "xla" in by and "auto" in by:
@@ -290,13 +293,14 @@ def waterline(res: Results, name: str) -> Section:
         fusion.append(row)
     md += ["What fusion buys: the cost model's bound with every block layer-wise vs every fusable block fused, "
            "against the measured xla and auto forwards:", ""]
-    md += md_table(fusion, [("model", "model"), ("waterline layer-wise ms", "predicted_lw_ms"),
+    md += md_table(fusion, [("model", "model")] + ([("device", "device")] if len(devices) > 1 else []) + [
+                            ("waterline layer-wise ms", "predicted_lw_ms"),
                             ("waterline fused ms", "predicted_fused_ms"), ("predicted speed-up", "predicted_speedup"),
                             ("memory-bound loss removed ms", "memory_loss_removed_ms"), ("xla ms", "xla_ms"),
                             ("auto ms", "auto_ms"), ("measured speed-up", "measured_speedup")])
     for cell, mw in measured:
         for lt in mw.layers:
-            layer_rows.append({"model": cell["model"], "impl": cell["impl"], "layer": lt.name, "kind": lt.kind,
+            layer_rows.append({"model": cell["model"], "impl": cell["impl"], "device": mw.device, "layer": lt.name, "kind": lt.kind,
                                "block": lt.block, "ran": lt.impl, "cost_model": lt.execution,
                                "measured_ms": 1e3 * lt.measured_s,
                                "isolated_ms": lt.isolated_s and 1e3 * lt.isolated_s,
@@ -313,7 +317,8 @@ def waterline(res: Results, name: str) -> Section:
                 b = blocks.setdefault((r["block"], r["impl"]), dict(r, count=0))
                 b["count"] += 1
         md += md_table(list(blocks.values()), [
-            ("block", "block"), ("impl", "impl"), ("ran", "ran"), ("count", "count"), ("alone ms", "isolated_ms"),
+            ("block", "block"), ("impl", "impl"), *([("device", "device")] if len(devices) > 1 else []),
+            ("ran", "ran"), ("count", "count"), ("alone ms", "isolated_ms"),
             ("in forward ms", "in_model_fused_ms"), ("C/P ms", "compute_ms"), ("D/B ms", "memory_ms"),
             ("bound ms", "bound_ms"), ("kernel loss ms", "kernel_loss_ms")])
         path = res.out / f"{name}_{_file_safe(model)}.png"
@@ -327,7 +332,7 @@ def waterline(res: Results, name: str) -> Section:
     if summaries:
         path = res.out / f"{name}_gap_split.png"
         P.gap_split([dict(s, label=f"{s['model']} {s['impl']}") for s in summaries], path, note=res.note,
-                    title=f"Where the time goes (per batch of {summaries[0]['batch']}), {summaries[0]['device']}")
+                    title=f"Where the time goes (per batch of {summaries[0]['batch']}), {', '.join(devices)}")
         plots.append(path)
         md = [f"![gap split]({IMG}/{path.name})", ""] + md
     return Section(md, {name: summaries, f"{name}_layers": layer_rows}, plots)

@@ -7,7 +7,8 @@
 - Each finished cell appends one JSON line to DIR/results.jsonl (write, flush, fsync), with its
   status ('ok', or 'failed' / 'timeout' / 'crashed' and the error), the environment (device, driver,
   jax version, commit, timing protocol) and its result.
-- Resume: cells whose id already has a line are skipped, failed ones too unless --retry-failed. A
+- Resume: cells whose id already has a line are skipped, failed ones too unless --retry-failed (and
+  every selected cell runs again with --rerun, its new row superseding the old). A
   truncated last line (the run was killed while writing) does not count. Because ids list every
   parameter, experiments whose cells coincide share them (efficiency-gap reuses efficiency-table's).
 - A cell whose CUPTI kernel list shows XLA's convolution autotuner gone wrong in its process
@@ -108,8 +109,8 @@ def append_result(out: Path, row: dict) -> None:
         os.fsync(f.fileno())
 
 
-def needs_run(row: dict | None, retry_failed: bool) -> bool:
-    return row is None or row.get("status") == "outlier" or (retry_failed and row.get("status") != "ok")
+def needs_run(row: dict | None, retry_failed: bool, rerun: bool = False) -> bool:
+    return rerun or row is None or row.get("status") == "outlier" or (retry_failed and row.get("status") != "ok")
 
 
 def _run_cell(cell, out, cell_timeout_s, time_limit, start, cell_command, console) -> dict | None:
@@ -187,7 +188,7 @@ def _now() -> str:
 
 
 def run_experiment(config, out, *, spec: str, command: str, timing: str = "real", time_limit: float | None = None,
-                   retry_failed: bool = False, only: tuple[str, ...] = (), cell_command=CELL_COMMAND,
+                   retry_failed: bool = False, only: tuple[str, ...] = (), rerun: bool = False, cell_command=CELL_COMMAND,
                    console=None) -> dict:
     """Run the cells of `config` that `out` lacks; returns counts (cells, skipped, launched, ok, failed, left)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -202,7 +203,7 @@ def run_experiment(config, out, *, spec: str, command: str, timing: str = "real"
     if bad:
         console.print(f"[yellow]{bad} unreadable line(s) in {out / RESULTS} (a run killed while writing); "
                       "their cells run again[/yellow]")
-    pending = [c for c in cells if needs_run(done.get(cell_id(c)), retry_failed)]
+    pending = [c for c in cells if needs_run(done.get(cell_id(c)), retry_failed, rerun)]
     update_manifest(out, config, spec, command, timing)
     counts = {"cells": len(cells), "skipped": len(cells) - len(pending), "launched": 0, "ok": 0, "failed": 0, "left": 0}
     console.print(f"{config.name}: {len(cells)} cells, {counts['skipped']} already in {out / RESULTS}, "
@@ -258,6 +259,9 @@ def add_arguments(p) -> None:
     p.add_argument("--retry-failed", action="store_true", help="run failed, timed-out and crashed cells again")
     p.add_argument("--only", action="append", default=[], metavar="TEXT",
                    help="run only cells whose id contains TEXT (repeatable, all must match), e.g. model=convnext_tiny")
+    p.add_argument("--rerun", action="store_true",
+                   help="run the selected cells (--only) again even where they have a row; the new row supersedes "
+                        "the old, which stays in results.jsonl (e.g. to redo a table's cells on another GPU)")
     p.add_argument("--report-only", action="store_true", help="only rewrite the tables and plots from results.jsonl")
     p.add_argument("--no-report", action="store_true", help="run the cells, skip the tables and plots")
     p.add_argument("--accuracy", action="append", default=[], metavar="MODEL=WORKDIR",
@@ -278,7 +282,7 @@ def execute(spec: str, args, command: str) -> int:
     if not args.report_only:
         counts = run_experiment(config, out, spec=spec, command=command, timing=args.timing,
                                 time_limit=args.time_limit, retry_failed=args.retry_failed, only=tuple(args.only),
-                                console=console)
+                                rerun=args.rerun, console=console)
     if not args.no_report:
         _, written = report.write_report(config, out, console=console)
         console.print(f"report: {', '.join(str(p.relative_to(out)) for p in written)} in {out}")

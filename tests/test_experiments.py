@@ -26,7 +26,7 @@ class Args:
 
     def __init__(self, out, **kw):
         self.out, self.timing, self.time_limit, self.retry_failed = str(out), "fake", None, False
-        self.only, self.report_only, self.no_report, self.accuracy = [], False, False, []
+        self.only, self.rerun, self.report_only, self.no_report, self.accuracy = [], False, False, False, []
         self.__dict__.update(kw)
 
 
@@ -403,6 +403,8 @@ def test_autotuning_outliers_are_rerun_in_fresh_processes_and_left_out(tmp_path,
     assert counts["launched"] == 1 and counts["ok"] == 1 and statuses == ["outlier", "outlier", "ok"]
     assert "fft2d_" in rows_of(tmp_path / "out")[0]["error"]
     assert run.run_experiment(config, tmp_path / "out", **kw)["launched"] == 0
+    assert run.run_experiment(config, tmp_path / "out", rerun=True, **kw)["launched"] == 1  # --rerun
+    assert [r["status"] for r in rows_of(tmp_path / "out")][-1] == "ok"
 
     # a row written before the check existed: classified on reading, run again
     legacy = rows_of(tmp_path / "out")[0] | {"status": "ok"}

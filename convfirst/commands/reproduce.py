@@ -31,5 +31,6 @@ def _flags(args) -> list[str]:
     out += [f"--timing {args.timing}"] if args.timing != "real" else []
     out += [f"--time-limit {args.time_limit:g}"] if args.time_limit is not None else []
     out += ["--retry-failed"] if args.retry_failed else []
+    out += ["--rerun"] if args.rerun else []
     out += [f"--only {o}" for o in args.only] + [f"--accuracy {a}" for a in args.accuracy]
     return out
