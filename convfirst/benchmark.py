@@ -147,7 +147,7 @@ def bench_block(problem: BlockProblem, impl: str, *, dtype: str = "bf16", protoc
         return dict(row, status=f"unsupported: {reason}")
     t = time_call(lambda x: op(x, params, impl=impl, **static),
                   lambda i: (problem.make_x(jax.random.key(10 + i), dt),), protocol=protocol)
-    return dict(_efficiency(row, problem.macs(), t, peak_matmul), status="ok")
+    return dict(_efficiency(row, problem.macs(), t, peak_matmul), status="ok", per_kernel=t.per_kernel)
 
 
 def bench_block_train(problem: BlockProblem, impl: str, bwd_impl: str, *, dtype: str = "bf16",
@@ -176,4 +176,4 @@ def bench_block_train(problem: BlockProblem, impl: str, bwd_impl: str, *, dtype:
 
     t = time_call(fwd_bwd, lambda i: (problem.make_x(jax.random.key(10 + i), dt),
                                       problem.make_x(jax.random.key(1000 + i), dt)), protocol=protocol)
-    return dict(_efficiency(row, 3 * problem.macs(), t, peak_matmul), status="ok")
+    return dict(_efficiency(row, 3 * problem.macs(), t, peak_matmul), status="ok", per_kernel=t.per_kernel)

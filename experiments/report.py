@@ -223,7 +223,8 @@ def efficiency_gap(res: Results, name: str) -> Section:
         peak = r["peak_tmacs_datasheet"]
         ideal = r["infer_gmacs"] * 1e9 / (peak * 1e12) if peak else None
         measured = r["latency_ms"] * 1e-3 / r["infer_batch_size"]
-        table.append({"model": r["model"], "family": r["family"], "impl": r["impl"], "GMACs": r["infer_gmacs"],
+        table.append({"model": r["model"], "device": r["device"], "family": r["family"], "impl": r["impl"],
+                      "GMACs": r["infer_gmacs"],
                       "top1": top1, "ideal_ms": ideal and 1e3 * ideal, "measured_ms": 1e3 * measured,
                       "gap_x": measured / ideal if ideal else None, "top1_source": source})
         if top1 is not None and ideal:
@@ -231,8 +232,9 @@ def efficiency_gap(res: Results, name: str) -> Section:
                 r["model"], {"label": parse_model(r["model"])[0].split("_")[-1], "top1": top1, "ideal_s": ideal,
                              "measured_s": {}})
             m["measured_s"][r["impl"]] = measured
-    md = md_table(table, [("model", "model"), ("family", "family"), ("impl", "impl"), ("GMACs", "GMACs"),
-                          ("top-1 %", "top1"), ("ideal ms/img", "ideal_ms"), ("measured ms/img", "measured_ms"),
+    mixed = len({t["device"] for t in table}) > 1
+    md = md_table(table, [("model", "model")] + ([("device", "device")] if mixed else []) + [
+                          ("family", "family"), ("impl", "impl"), ("GMACs", "GMACs"), ("top-1 %", "top1"), ("ideal ms/img", "ideal_ms"), ("measured ms/img", "measured_ms"),
                           ("gap (1/E)", "gap_x")])
     sources = sorted({t["top1_source"] for t in table if t["top1_source"]})
     md += ["Accuracy sources: " + ("; ".join(sources) if sources else "none") + ".", ""]
@@ -363,7 +365,8 @@ def _block_rows(res: Results, cells) -> list[dict]:
     for cell, result in res.ok(cells):
         for b in result["blocks"]:
             requested = f"{cell['impl']}/{cell['bwd_impl']}" if "bwd_impl" in cell else cell["impl"]
-            rows.append({**b, "model": cell["model"], "requested_impl": requested,
+            rows.append({**{k: v for k, v in b.items() if k != "per_kernel"}, "model": cell["model"],
+                         "requested_impl": requested,
                          "ms": b.get("infer_step_time"), "eff_pct": pct(b.get("eff_datasheet"))})
     return rows
 
@@ -648,6 +651,14 @@ METHODS = """\
   loss sum_i max(0, D_i/B - C_i/P) (fusion removes it) + kernel loss sum (T - L) (better kernels remove it).
   The raw CUPTI kernel list of one forward is kept; kernels named `convfirst_fused*`/`mbconv_fused*` are
   matched in order to the blocks that ran fused ("in forward" column).
+- A table whose cells ran on two GPUs (one completed after the first was no longer available) names the
+  device per row; implementations are compared only within one device. A GPU without a tuning cache of
+  its own uses one tuned on a part of the same chip (H200 <- H100), shown as "tuning cache".
+- XLA's convolution autotuner varies between processes: in about one in twenty it compiled a 16-bit
+  depthwise convolution to cuDNN's FFT or fp32 engines, 3-15x slower. Such cells (kernel names in the
+  CUPTI list, `experiments/outliers.py`) are recorded as `outlier`, rerun in a fresh process and left out
+  of the tables. Milder variance without that signature remains possible (one waterline block: 0.12 vs
+  0.66 ms in two processes).
 - Rows timed with `--timing fake` (CPU tests) are synthetic: every table and plot that shows them carries a
   FAKE TIMING banner. Small-scale results are CPU training runs, not timings.
 """
