@@ -9,7 +9,7 @@
 - training: forward + backward of ConvFirst-T-LN's blocks for every forward/backward pairing of xla
   and pallas_fused (`impl` / `bwd_impl`; what fusion buys in training).
 
-Run (H100; about 25 min in all, --time-limit splits it into commands that resume):
+Run (H100 or H200; about 25 min in all, --time-limit splits it into commands that resume):
 
     convfirst reproduce ablations --out benchmarks/results/ablations --time-limit 420
 

@@ -3,7 +3,7 @@ block implementations xla and auto (the fused Pallas kernel wherever it runs the
 GMACs, latency, img/s and efficiency against the datasheet and the measured matmul peak, next to the
 paper's ranges and the RTX 3090 cross-check from timm's benchmark.
 
-Run (H100, about 20 min in all; each command stops starting cells after --time-limit seconds and
+Run (H100 or H200, about 20 min in all; each command stops starting cells after --time-limit seconds and
 the same command continues where the last one stopped):
 
     convfirst reproduce efficiency-table --out benchmarks/results/efficiency_table --time-limit 420

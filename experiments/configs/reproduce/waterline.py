@@ -6,7 +6,7 @@ remove). Method: docs/results.md, "Measured waterline".
 Each cell (model x impl) times the whole forward (`bench_model`, CUPTI kernel list included) and
 every distinct residual block alone (`bench_block` at the implementation the model picks for it).
 
-Run (H100, about 6 min):
+Run (H100 or H200, about 6 min):
 
     convfirst reproduce waterline --out benchmarks/results/waterline --time-limit 420
 
