@@ -185,7 +185,8 @@ def efficiency_table(res: Results, name: str) -> Section:
     if rows:
         models = {}
         for r in rows:
-            m = models.setdefault(r["model"], {"label": r["model"], "family": r["family"], "eff": {},
+            label = f"{r['model']}\n({_device_key(r['device'])})" if mixed else r["model"]
+            m = models.setdefault(label, {"label": label, "family": r["family"], "eff": {},
                                                "paper": ref.paper_range(r["family"]), "timm": r["timm_rtx3090_pct"]})
             if r["eff_datasheet_pct"] is not None:
                 m["eff"][r["impl"]] = r["eff_datasheet_pct"]
@@ -531,6 +532,16 @@ REPORTS = {"efficiency-table": efficiency_table, "efficiency-gap": efficiency_ga
 
 
 # ----------------------------------------------------------------------------------------------- writing
+def _device_key(device_kind: str) -> str:
+    """Short name of a device kind for plot labels ('NVIDIA H200' -> 'h200')."""
+    from experiments.measured_waterline import device_key
+
+    try:
+        return device_key(device_kind)
+    except ValueError:
+        return device_kind
+
+
 def _device(res: Results) -> str:
     devices = sorted({r.get("env", {}).get("device", "?") for r in res.rows.values() if r.get("status") == "ok"})
     return ", ".join(devices) or "no device"

@@ -35,8 +35,9 @@ def cache_path(device_kind: str | None = None) -> Path:
     return Path(os.environ.get(ENV_CACHE) or TUNING_DIR / f"{device_slug(device_kind)}.json")
 
 
-# Parts of one chip (same SMs, L2 and instructions; only DRAM differs) whose tuning transfers: a part
-# without a cache of its own reads its sibling's, with a warning, until it is tuned itself.
+# Parts of one chip (GH100: the same SM design, shared memory and instructions; SM count, clocks and
+# DRAM differ) whose tuning transfers roughly: a part without a cache of its own reads its sibling's,
+# with a warning, until it is tuned itself.
 SIBLING_KINDS = {"NVIDIA H200": "NVIDIA H100 80GB HBM3", "NVIDIA H100 PCIe": "NVIDIA H100 80GB HBM3"}
 
 
