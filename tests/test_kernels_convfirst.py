@@ -123,20 +123,6 @@ def test_auto_on_cpu_runs_the_reference_and_a_sequence_falls_back():
     np.testing.assert_array_equal(y, ref)
 
 
-def test_gradients_through_the_fused_forward_equal_the_reference_gradients():
-    prob = cf(1, 5, 6, 32, 64, layer_norm=True)
-    x, params = _inputs(prob, BF16)
-
-    def loss(impl, x, p):
-        return jnp.sum(convfirst_block(x, p, impl=impl, **prob.static()).astype(jnp.float32) ** 2)
-
-    gx, gp = jax.grad(functools.partial(loss, "pallas_fused"), argnums=(0, 1))(x, params)
-    rx, rp = jax.grad(functools.partial(loss, "xla"), argnums=(0, 1))(x, params)
-    np.testing.assert_allclose(np.asarray(gx, np.float32), np.asarray(rx, np.float32), rtol=0.05, atol=0.05)
-    for a, b in zip(jax.tree.leaves(gp), jax.tree.leaves(rp)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6)  # same reference backward
-
-
 @pytest.mark.parametrize("c,hidden", [(64, 256), (128, 512), (256, 1024)])
 def test_heuristic_and_first_candidates_lower_for_h100(c, hidden):
     prob = cf(128, 28, 28, c, hidden)
@@ -152,8 +138,7 @@ def test_heuristic_and_first_candidates_lower_for_h100(c, hidden):
 def test_shipped_tuning_cache_configs_lower_for_h100():
     """Every config in the shipped H100 cache is valid and lowers (catches stale cache entries)."""
     path = autotune.TUNING_DIR / "nvidia_h100_80gb_hbm3.json"
-    if not path.exists():
-        pytest.skip("no shipped H100 tuning cache")
+    assert path.exists(), f"shipped tuning cache missing: {path}"
     entries = json.loads(path.read_text())["entries"]
     checked = 0
     for key, by_batch in entries.items():
@@ -168,7 +153,8 @@ def test_shipped_tuning_cache_configs_lower_for_h100():
             cfg = entry.get("configs", {}).get("pallas_fused")
             if cfg is None:
                 continue
-            prob = cf(8, h, w, c, hidden, k=k, gw=gw, act=static["act"])
+            prob = cf(8, h, w, c, hidden, k=k, gw=gw, act=static["act"],
+                      layer_norm=pshapes.split(",")[6] != "-", residual=static["residual"] == "True")
             params = jax.eval_shape(prob.make_params, jax.random.key(0))
             lower_for_h100(functools.partial(fused_triton.convfirst_fused, config=FusedConfig.from_dict(cfg),
                                              **prob.static()), jax.ShapeDtypeStruct(prob.x_shape(), BF16), params)

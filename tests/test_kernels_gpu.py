@@ -55,6 +55,10 @@ GROUPED_MBCONV = [mb(16, 256, 1024, 3, 8), mb(28, 64, 256, 3, 16)]  # spio's MBC
 CONVFIRST = [cf(56, 64), cf(28, 128), cf(14, 256), cf(7, 512),
              cf(56, 96, kernel_size=7, group_width=1, act="gelu", layer_norm=True)]  # ConvNeXt-like
 PROBLEMS = EFFICIENTNET_B0 + EFFICIENTNET_B0_SE + GROUPED_MBCONV + CONVFIRST
+# The only refusals expected here (checked on CPU by the same shape checks): pallas_fused does not run
+# squeeze-excite, C > 256 or a non-power-of-two C. Any other refusal fails, and so does one of these
+# starting to run (update the list).
+EXPECTED_UNSUPPORTED = {(p.label(), "pallas_fused") for p in EFFICIENTNET_B0_SE + CONVFIRST[3:]}
 
 
 def _depth(prob) -> int:
@@ -67,11 +71,13 @@ def check_impl(prob, impl, dtype, config=None):
     params = rounded(random_params(prob, seed), dtype)
     x = normal(seed + 1, prob.x_shape()).astype(dtype)
     reason = op.why_unsupported(impl, x, params, "gpu", **prob.static())
+    expected = (prob.label(), impl) in EXPECTED_UNSUPPORTED
+    if reason is None and expected:
+        pytest.fail(f"{impl} now runs {prob.label()}: remove it from EXPECTED_UNSUPPORTED")
     if reason is not None:
-        fused_mbconv_case = prob.op == "mbconv_block" and not prob.se_channels and prob.stride == 1
-        if impl != "pallas_fused" or fused_mbconv_case:  # these must run every problem here
+        if not expected:
             pytest.fail(f"{impl} should support {prob.label()}: {reason}")
-        pytest.skip(f"{impl}: {reason}")  # listed by -ra
+        pytest.skip(f"{impl}: {reason}")  # an expected refusal, listed by -ra
     with jax.default_matmul_precision("highest"):  # an f32 reference, not TF32
         ref = jax.jit(functools.partial(op.reference, **prob.static()))(x.astype(jnp.float32), params)
     ref.block_until_ready()
@@ -106,8 +112,7 @@ def test_autotuner_candidates_compile_and_match(prob, impl, index):
     """The heuristic (index 0) runs above; these are the next configs the autotuner would time."""
     params = random_params(prob, 0)
     candidates = OPS[prob.op].implementations[impl].candidates(prob, params)
-    if index >= len(candidates):
-        pytest.skip(f"{impl} has only {len(candidates)} candidates for {prob.label()}")
+    assert len(candidates) > index, f"{impl} has only {len(candidates)} candidates for {prob.label()}"
     check_impl(prob, impl, jnp.bfloat16, candidates[index])
 
 

@@ -25,11 +25,6 @@ from pallas_kernels.problems import BlockProblem
 BF16, F16 = jnp.bfloat16, jnp.float16
 
 
-def rounded(tree, dtype):
-    """Round every array leaf to `dtype` and back to float32: what the kernels see, exactly."""
-    return jax.tree.map(lambda a: a.astype(dtype).astype(jnp.float32), tree)
-
-
 def test_interpret_mode_poisons_unwritten_outputs():
     """The premise of the finiteness checks: an output the kernel never stores reads as NaN."""
     assert interpret_mode()

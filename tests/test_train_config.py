@@ -41,7 +41,7 @@ def test_unknown_key_lists_valid_keys_and_suggests():
     assert "valid keys under optim:" in msg and "weight_decay" in msg
     with pytest.raises(ValueError, match="valid keys: .*batch_size"):
         apply_overrides(c, ["--config.nope=1"])
-    with pytest.raises(AttributeError):  # locked: code cannot add keys either
+    with pytest.raises(AttributeError, match="new_key"):  # locked: code cannot add keys either
         c.new_key = 1
 
 

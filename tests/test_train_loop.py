@@ -44,9 +44,10 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, digits_dir, 
         f.write(json.dumps({"step": 6, "loss": 123.0}) + "\n")
     partial = tmp_path / "parts" / trainer.CHECKPOINT_DIR / "8.orbax-checkpoint-tmp-1700000000"
     shutil.copytree(tmp_path / "parts" / trainer.CHECKPOINT_DIR / "4", partial)
-    for f in list(partial.rglob("*"))[:3]:
-        if f.is_file():
-            f.write_bytes(b"garbage")
+    files = [f for f in partial.rglob("*") if f.is_file()]
+    assert files
+    for f in files[:3]:
+        f.write_bytes(b"garbage")
     trainer.train(config, tmp_path / "parts")
 
     whole, parts = records(tmp_path / "whole"), records(tmp_path / "parts")
@@ -180,6 +181,7 @@ def test_cli_rejects_bad_config_and_missing_data(tmp_path, capsys):
     assert "config.json not found" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # other subcommands still reject unknown arguments
         cli.main(["data", "prepare", "digits", "--config.x=1"])
+    assert "unrecognized arguments: --config.x=1" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -218,5 +220,5 @@ def test_fused_and_xla_training_follow_the_same_loss_curve(tmp_path, digits_dir)
     assert xla[-1] < xla[0]  # it trains
     assert not np.array_equal(grad_norms["xla"], grad_norms["pallas_fused"])  # two code paths ran
     # measured: losses within 6e-5 relative, gradient norms within 2e-3 over 12 steps
-    np.testing.assert_allclose(fused, xla, rtol=5e-3)
-    np.testing.assert_allclose(grad_norms["pallas_fused"], grad_norms["xla"], rtol=2e-2)
+    np.testing.assert_allclose(fused, xla, rtol=5e-4)
+    np.testing.assert_allclose(grad_norms["pallas_fused"], grad_norms["xla"], rtol=1e-2)

@@ -121,7 +121,8 @@ def test_normalize_and_mixup_cutmix():
     assert kinds == {"cutmix", "mixup"}
     never = StepSettings(5, (0.0,), (1.0,), mixup_alpha=0.8, mix_prob=0.0)
     mixed, t = mix(jax.random.key(0), x, targets, never)
-    np.testing.assert_array_equal(mixed, x) and np.testing.assert_array_equal(t, targets)
+    np.testing.assert_array_equal(mixed, x)
+    np.testing.assert_array_equal(t, targets)
 
 
 def test_weight_decay_skips_biases_and_norms():
