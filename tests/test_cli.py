@@ -1,4 +1,4 @@
-"""The `convfirst models` and `convfirst analyze` subcommands, run in-process through convfirst.cli.main."""
+"""The `convfirst models`, `analyze` and `bench` subcommands, run in-process through convfirst.cli.main."""
 from __future__ import annotations
 
 import json
@@ -91,3 +91,34 @@ def test_analyze_resolution_and_tile_overrides(capsys):
     assert d["macs_per_image"] == model_macs(model_spec("convnext_tiny").replace(resolution=112))
     # 4x4 everywhere, clipped to the 3x3 maps of the last stage
     assert {b["tile"]["tile"] for b in d["blocks"] if "tile" in b} == {"4x4/m64", "3x3/m64"}
+
+
+def test_bench_writes_the_stable_csv_on_cpu(capsys, tmp_path):
+    """`convfirst bench` end to end on CPU (wall-clock timing): one model row and its block rows."""
+    import csv
+
+    from convfirst.benchmark import COLUMNS
+
+    path = tmp_path / "bench.csv"
+    code, out, _ = run(capsys, "bench", "--models", "convfirst_pico", "--impl", "xla", "--batch", "2",
+                       "--warmup", "1", "--iters", "2", "--no-matmul-peak", "--blocks", "--csv", str(path))
+    assert code == 0 and "convfirst_pico" in out and "img/s" in out
+    with open(path) as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert tuple(reader.fieldnames) == COLUMNS
+    assert rows[0]["kind"] == "model" and rows[0]["status"] == "ok" and float(rows[0]["infer_step_time"]) > 0
+    assert {r["kind"] for r in rows[1:]} == {"block"} and all(r["status"] == "ok" for r in rows)
+    assert rows[0]["timing_method"] == "wallclock" and rows[0]["infer_gmacs"]
+    code, _, err = run(capsys, "bench", "--models", "convfirst_tiyn")
+    assert code == 2 and "convfirst_tiny" in err  # unknown model: the close match is named
+
+
+def test_bench_flags_xla_autotuning_outliers(capsys):
+    from convfirst.commands.bench import _flag_outlier
+
+    row = {"model": "efficientnet_b5", "block": "", "impl": "xla", "status": "ok",
+           "per_kernel": [["_Z15fft2d_r2c_32x32IfEv", 2.0], ["gemm", 1.0]]}
+    assert _flag_outlier(row, "bf16")["status"] == "outlier"
+    assert "fft2d_" in capsys.readouterr().err
+    assert _flag_outlier(dict(row, per_kernel=[["gemm", 1.0]]), "bf16")["status"] == "ok"

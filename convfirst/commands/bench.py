@@ -2,6 +2,9 @@
 
     convfirst bench --models convfirst_tiny,convnext_tiny --impl xla,pallas_fused --batch 128 \
         --dtype bf16 --blocks --csv benchmarks/results/h100_infer.csv
+
+Rows whose kernels show XLA's convolution autotuner gone wrong in this process get status 'outlier'
+and a warning (experiments/outliers.py); `convfirst reproduce` reruns such cells in fresh processes.
 """
 from __future__ import annotations
 
@@ -56,14 +59,15 @@ def main(args):
     for name in names:
         for impl in impls:
             if not args.no_models:
-                rows.append(_retrying(lambda b: benchmark.bench_model(
+                rows.append(_flag_outlier(_retrying(lambda b: benchmark.bench_model(
                     name, impl, batch=b, dtype=args.dtype, protocol=protocol, peak_matmul=peak),
-                    args.batch, not args.no_retry))
+                    args.batch, not args.no_retry), args.dtype))
                 _print(rows[-1])
             if args.blocks:
                 for prob, count in benchmark.block_problems(model_spec(name), args.batch):
-                    rows.append(benchmark.bench_block(prob, impl, dtype=args.dtype, protocol=protocol,
-                                                      peak_matmul=peak, model=name, count=count))
+                    rows.append(_flag_outlier(benchmark.bench_block(
+                        prob, impl, dtype=args.dtype, protocol=protocol, peak_matmul=peak, model=name,
+                        count=count), args.dtype))
                     _print(rows[-1])
     if args.csv:
         with open(args.csv, "w", newline="") as f:
@@ -77,11 +81,26 @@ def main(args):
     return 0
 
 
+def _flag_outlier(row: dict, dtype: str) -> dict:
+    """Mark a row whose kernels show XLA's conv autotuner gone wrong (experiments/outliers.py): status
+    'outlier' in the CSV and a warning. XLA caches its choice for the process, so only a fresh process
+    helps; `convfirst reproduce` reruns such cells itself."""
+    from experiments.outliers import outlier_reason
+
+    reason = outlier_reason(row, dtype)
+    if reason:
+        print(f"  warning: {row['model']} {row['block'] or '(model)'} {row['impl']}: {reason.split(';')[0]}; "
+              "this timing is not representative: rerun in a fresh process", file=sys.stderr)
+        row = dict(row, status="outlier")
+    return row
+
+
 def _print(r):
-    if r.get("status") != "ok":
+    if r.get("status") not in ("ok", "outlier"):
         print(f"{r['model']:18s} {r['block'] or '(model)':52s} {r['impl']:16s} {r['status']}")
         return
     eff = r["eff_datasheet"]
     print(f"{r['model']:18s} {r['block'] or '(model)':52s} {r['impl']:16s} {r['infer_step_time']:9.4f} ms "
           f"{r['infer_samples_per_sec']:10.0f} img/s {r['achieved_tmacs']:7.1f} TMAC/s "
-          f"{100 * eff if eff else float('nan'):5.1f}% of datasheet", flush=True)
+          f"{100 * eff if eff else float('nan'):5.1f}% of datasheet"
+          + ("  [outlier]" if r["status"] == "outlier" else ""), flush=True)
