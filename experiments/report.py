@@ -662,6 +662,9 @@ METHODS = """\
   loss sum_i max(0, D_i/B - C_i/P) (fusion removes it) + kernel loss sum (T - L) (better kernels remove it).
   The raw CUPTI kernel list of one forward is kept; kernels named `convfirst_fused*`/`mbconv_fused*` are
   matched in order to the blocks that ran fused ("in forward" column).
+- Impl `xla` is the reference graph with float32 intermediates between XLA's kernels (TF32 grouped
+  conv, float32 hidden activation); `xla_native` keeps them in bf16/fp16 as a mixed-precision Flax
+  model does and is the stronger XLA baseline (docs/kernels.md, "The XLA baseline").
 - A table whose cells ran on two GPUs (one completed after the first was no longer available) names the
   device per row; implementations are compared only within one device. A GPU without a tuning cache of
   its own uses one tuned on a part of the same chip (H200 <- H100), shown as "tuning cache".

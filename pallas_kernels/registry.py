@@ -3,7 +3,7 @@
 Each block op (`convfirst_block`, `mbconv_block`) owns a `BlockOp` holding its plain-JAX reference
 and a dict of named implementations. Callers pass `impl=`:
 
-- a name ('xla', 'pallas_fused', 'pallas_layerwise'): forced. If that implementation cannot run the
+- a name ('xla', 'xla_native', 'pallas_fused', 'pallas_layerwise'): forced. If that implementation cannot run the
   shape/device, `UnsupportedError` says why; nothing falls back silently.
 - 'auto': the fastest supported implementation for this shape and device according to the tuning
   cache (measured by `pallas_kernels.autotune`), else the op's heuristic; if the choice cannot run,
@@ -15,6 +15,10 @@ registered implementations): 'xla' differentiates the reference by recomputation
 `jax.custom_vjp`, so every Pallas forward is trainable; a registered backward kernel (the
 ConvFirst block's 'pallas_fused') replaces it. Any forward pairs with any backward for ablations;
 xla with xla is plain autodiff.
+
+Two plain-XLA implementations exist in every op: 'xla' is the reference itself (f32 intermediates
+between XLA's kernels) and 'xla_native' the reference with `precise=False` (intermediates in the
+compute dtype, as a mixed-precision Flax model runs): the strongest plain-XLA baseline.
 """
 from __future__ import annotations
 
@@ -73,10 +77,14 @@ class BlockOp:
     backwards: dict[str, Implementation] = field(default_factory=dict)
     bwd_auto_order: Callable[..., tuple[str, ...]] = lambda x, p, static: ("xla",)
     _warned: set = field(default_factory=set)
+    plain: dict[str, Callable[..., jax.Array]] = field(default_factory=dict)  # name -> plain-JAX forward
 
     def __post_init__(self):
-        self.register(Implementation("xla", lambda x, p, *, config=None, **s: self.reference(x, p, **s)))
-        self.register_bwd(Implementation("xla", _reference_bwd(self.reference)))
+        for name, precise in (("xla", True), ("xla_native", False)):
+            fn = functools.partial(self.reference, precise=precise)
+            self.plain[name] = fn
+            self.register(Implementation(name, lambda x, p, *, config=None, fn=fn, **s: fn(x, p, **s)))
+            self.register_bwd(Implementation(name, _reference_bwd(fn)))
 
     def register(self, implementation: Implementation) -> None:
         self.implementations[implementation.name] = implementation
@@ -97,7 +105,7 @@ class BlockOp:
 
     def why_unsupported(self, name: str, x, params, platform: str, *, bwd: bool = False, **static) -> str | None:
         impl = self._get(name, bwd)
-        if platform != "gpu" and name != "xla" and not impl.interpretable:
+        if platform != "gpu" and name not in self.plain and not impl.interpretable:
             return f"{name} needs an NVIDIA GPU (platform is {platform})"
         return impl.check(x, params, platform=platform, **static)
 
@@ -157,8 +165,8 @@ class BlockOp:
         """Run the op. `static` holds hashable options (group_width, act, residual, ...)."""
         chosen = self.select(impl, x, params, **static)
         backward = self.select(bwd_impl, x, params, bwd=True, **static)
-        if chosen.name == "xla" and backward.name == "xla":
-            return self.reference(x, params, **static)  # plain autodiff
+        if chosen.name == backward.name and chosen.name in self.plain:
+            return self.plain[chosen.name](x, params, **static)  # plain autodiff
         if config is None and chosen.config_cls is not None:
             from pallas_kernels import autotune
 

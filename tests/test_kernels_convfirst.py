@@ -12,7 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kernel_checks import assert_close, normal, random_params, rounded, seed_of
+from kernel_checks import (assert_close, assert_grads_close, normal, random_params, reference_grads, rounded,
+                           seed_of)
 from pallas_kernels import AUTO, CONVFIRST_BLOCK, UnsupportedError, autotune, convfirst_block
 from pallas_kernels.common import lower_for_h100
 from pallas_kernels.convfirst_block import configs, fused_triton
@@ -56,6 +57,31 @@ def test_fused_matches_reference(prob, config, dtype):
     with jax.default_matmul_precision("highest"):
         ref = CONVFIRST_BLOCK.reference(x.astype(jnp.float32), params, **prob.static())
     assert_close(fn(x, params), ref, dtype, prob.hidden)
+
+
+@pytest.mark.parametrize("prob,dtype", [(p, d) for p, _ in CASES for d in (BF16, F16)],
+                         ids=lambda v: v.label() if isinstance(v, BlockProblem) else jnp.dtype(v).name)
+def test_xla_native_matches_reference_and_trains(prob, dtype):
+    """The compute-dtype XLA baseline: within the kernels' tolerance of the f32-intermediate reference,
+    and differentiable on its own (xla_native forward and backward = plain autodiff)."""
+    x, params = _inputs(prob, dtype)
+    fn = functools.partial(convfirst_block, impl="xla_native", bwd_impl="xla_native", **prob.static())
+    precise = functools.partial(convfirst_block, impl="xla", bwd_impl="xla", **prob.static())
+    # every conv and matmul returns the compute dtype (the reference: float32)
+    assert "preferred_element_type=float32" not in str(jax.make_jaxpr(fn)(x, params))
+    assert "preferred_element_type=float32" in str(jax.make_jaxpr(precise)(x, params))
+    with jax.default_matmul_precision("highest"):
+        ref = CONVFIRST_BLOCK.reference(x.astype(jnp.float32), params, **prob.static())
+    y = jax.jit(fn)(x, params)
+    assert y.dtype == dtype
+    assert_close(y, ref, dtype, prob.hidden)
+    dy = normal(seed_of(prob.label(), "dy"), prob.x_shape()).astype(dtype)
+    _, vjp = jax.vjp(fn, x, params)  # autodiff in the compute dtype rounds every cotangent: 2x tolerance
+    got, ref_grads = vjp(dy), reference_grads(CONVFIRST_BLOCK, prob, x, params, dy)
+    if prob.act == "relu":  # relu' of a bf16-rounded pre-activation flips whole hidden channels of the
+        assert_close(got[0], ref_grads[0], dtype, prob.hidden, scale=4.0)  # bias gradients: dx only
+    else:
+        assert_grads_close(got, ref_grads, prob, dtype, scale=2.0)
 
 
 def test_join_order_is_a_permutation_matching_the_kernel_join():
@@ -110,7 +136,7 @@ def test_bad_config_is_refused():
 def test_unknown_implementation_lists_the_valid_ones():
     prob = cf(1, 4, 4, 32, 64)
     x, params = _inputs(prob, BF16)
-    with pytest.raises(ValueError, match="valid: xla, pallas_fused"):
+    with pytest.raises(ValueError, match="valid: xla, xla_native, pallas_fused"):
         convfirst_block(x, params, impl="triton_magic", **prob.static())
 
 

@@ -95,9 +95,10 @@ def test_forced_backward_on_unsupported_shape_says_why():
 def test_unknown_backward_names_list_the_valid_ones():
     prob = cf(1, 4, 4, 32, 128)
     x, params, _ = _inputs(prob, BF16)
-    with pytest.raises(ValueError, match="unknown backward implementation 'fused'.*valid: xla, pallas_fused, auto"):
+    with pytest.raises(ValueError, match="unknown backward implementation 'fused'.*valid: xla, xla_native, "
+                                         "pallas_fused, auto"):
         convfirst_block(x, params, bwd_impl="fused", **prob.static())
-    assert MBCONV_BLOCK.bwd_names == ("xla",)
+    assert MBCONV_BLOCK.bwd_names == ("xla", "xla_native")
 
 
 def test_auto_backward_is_xla_on_cpu_and_falls_back_visibly():

@@ -62,7 +62,12 @@ def test_layerwise_matches_reference(prob):
     run_and_compare(prob, "pallas_layerwise", BF16)
 
 
-@pytest.mark.parametrize("impl", ["pallas_fused", "pallas_layerwise"])
+@pytest.mark.parametrize("prob", FUSABLE[::3] + LAYERWISE_ONLY, ids=lambda p: p.label())
+def test_xla_native_matches_reference(prob):
+    run_and_compare(prob, "xla_native", BF16)
+
+
+@pytest.mark.parametrize("impl", ["pallas_fused", "pallas_layerwise", "xla_native"])
 def test_float16(impl):
     run_and_compare(mb(1, 5, 7, 24, 72, 3, 8), impl, F16)
 

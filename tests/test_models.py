@@ -299,7 +299,7 @@ def test_bwd_impl_is_chosen_separately_and_checked():
     model.set_impl(bwd_impl="pallas_fused")
     assert {(b.impl, b.bwd_impl) for b in blocks} == {("pallas_fused", "pallas_fused")}
     with pytest.raises(ValueError, match=r"unknown backward implementation 'pallas_layerwise' for "
-                                         r"convfirst_block; valid: xla, pallas_fused, auto"):
+                                         r"convfirst_block; valid: xla, xla_native, pallas_fused, auto"):
         create_model("convfirst_pico", bwd_impl="pallas_layerwise")
     with pytest.raises(ValueError, match=r"unknown backward implementation 'pallas_fused' for mbconv_block"):
         create_model("mbconvnet_b0", bwd_impl={"mbconv_block": "pallas_fused"})

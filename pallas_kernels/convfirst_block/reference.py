@@ -12,6 +12,12 @@ cannot be folded and is computed in the op:
 ConvFirst (gconv 3x3 gw8, BN folded, SiLU) and ConvNeXt (dw 7x7, LN, GELU, layer scale folded)
 are both this op. Matmul operands are in x.dtype with float32 accumulation; biases, norm
 statistics and the activation are computed in float32; y is returned in x.dtype.
+
+`precise=False` is the 'xla_native' implementation: the same graph as a mixed-precision Flax model
+runs it, every conv and matmul returning x.dtype (XLA still accumulates in float32 inside them) and
+bias, activation and residual in x.dtype; only LayerNorm statistics stay in float32. The precise
+form materializes float32 intermediates between XLA's kernels: on the GPU its grouped conv runs on
+float32 operands (TF32) and every 1x1 output is written in float32 (benchmarks/results/README.md).
 """
 from __future__ import annotations
 
@@ -48,13 +54,13 @@ def activation(name: str):
         raise ValueError(f"unknown activation {name!r}; valid: {', '.join(ACTIVATIONS)}") from None
 
 
-def grouped_conv(x, w, group_width: int, stride: int = 1):
-    """'Same'-padded k x k grouped conv, NHWC/HWIO, f32 accumulation, f32 result."""
+def grouped_conv(x, w, group_width: int, stride: int = 1, out_dtype=jnp.float32):
+    """'Same'-padded k x k grouped conv, NHWC/HWIO, f32 accumulation, result in `out_dtype`."""
     c = w.shape[-1]
     return jax.lax.conv_general_dilated(
         x, w.astype(x.dtype), window_strides=(stride, stride), padding="SAME",
         dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c // group_width,
-        preferred_element_type=jnp.float32)
+        preferred_element_type=out_dtype)
 
 
 def layer_norm(t, scale, bias, eps: float):
@@ -64,20 +70,21 @@ def layer_norm(t, scale, bias, eps: float):
     return (t - mean) * jax.lax.rsqrt(var + eps) * scale.astype(jnp.float32) + bias.astype(jnp.float32)
 
 
-def dense(x, w, b):
-    """x @ w + b with operands in x.dtype, f32 accumulation and f32 result."""
+def dense(x, w, b, out_dtype=jnp.float32):
+    """x @ w + b with operands in x.dtype, f32 accumulation and the result (and bias add) in `out_dtype`."""
     return jnp.einsum("...c,cm->...m", x, w.astype(x.dtype),
-                      preferred_element_type=jnp.float32) + b.astype(jnp.float32)
+                      preferred_element_type=out_dtype) + b.astype(out_dtype)
 
 
 def convfirst_block_reference(x, p: ConvFirstParams, *, group_width: int, act: str = "silu",
-                              residual: bool = True, ln_eps: float = 1e-6):
+                              residual: bool = True, ln_eps: float = 1e-6, precise: bool = True):
     dtype = x.dtype
-    t = grouped_conv(x, p.w_conv, group_width) + p.b_conv.astype(jnp.float32)
+    mid = jnp.float32 if precise else dtype  # intermediates (see the module docstring)
+    t = grouped_conv(x, p.w_conv, group_width, out_dtype=mid) + p.b_conv.astype(mid)
     if p.ln_scale is not None:
-        t = layer_norm(t, p.ln_scale, p.ln_bias, ln_eps)
-    h = activation(act)(dense(t.astype(dtype), p.w_expand, p.b_expand))
-    y = dense(h.astype(dtype), p.w_project, p.b_project)
+        t = layer_norm(t.astype(jnp.float32), p.ln_scale, p.ln_bias, ln_eps).astype(mid)
+    h = activation(act)(dense(t.astype(dtype), p.w_expand, p.b_expand, mid))
+    y = dense(h.astype(dtype), p.w_project, p.b_project, mid)
     if residual:
-        y = y + x.astype(jnp.float32)
+        y = y + x.astype(mid)
     return y.astype(dtype)

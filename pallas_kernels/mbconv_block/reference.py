@@ -5,7 +5,8 @@
     h = h * sigmoid(se_expand(act(se_reduce(mean_hw(h)))))   # squeeze-excite, only when se is given
     y = h @ w_project + b_project  (+ x if residual)
 
-Precision as in the ConvFirst op: operands in x.dtype, f32 accumulation and epilogues.
+Precision as in the ConvFirst op: operands in x.dtype, f32 accumulation and epilogues;
+`precise=False` ('xla_native') keeps the intermediates in x.dtype, squeeze-excite statistics in f32.
 """
 from __future__ import annotations
 
@@ -43,14 +44,15 @@ def squeeze_excite(h, se: SqueezeExcite, f):
 
 
 def mbconv_block_reference(x, p: MBConvParams, *, group_width: int = 1, stride: int = 1,
-                           act: str = "silu", residual: bool = True):
+                           act: str = "silu", residual: bool = True, precise: bool = True):
     dtype = x.dtype
+    mid = jnp.float32 if precise else dtype  # intermediates (see the ConvFirst reference)
     f = activation(act)
-    h = x if p.w_expand is None else f(dense(x, p.w_expand, p.b_expand)).astype(dtype)
-    h = f(grouped_conv(h, p.w_conv, group_width, stride) + p.b_conv.astype(jnp.float32))
+    h = x if p.w_expand is None else f(dense(x, p.w_expand, p.b_expand, mid)).astype(dtype)
+    h = f(grouped_conv(h, p.w_conv, group_width, stride, out_dtype=mid) + p.b_conv.astype(mid))
     if p.se is not None:
-        h = squeeze_excite(h, p.se, f)
-    y = dense(h.astype(dtype), p.w_project, p.b_project)
+        h = squeeze_excite(h.astype(jnp.float32), p.se, f).astype(mid)
+    y = dense(h.astype(dtype), p.w_project, p.b_project, mid)
     if residual:
-        y = y + x.astype(jnp.float32)
+        y = y + x.astype(mid)
     return y.astype(dtype)

@@ -1,6 +1,7 @@
 """Ablations of what makes a block fast, all inference, one table and plot per group:
 
-- impl: fused Pallas vs layer-wise Pallas vs XLA, per distinct block of ConvFirst-T and MBConvNet-B0;
+- impl: fused Pallas vs layer-wise Pallas vs XLA (float32 intermediates, `xla`, and compute-dtype
+  intermediates, `xla_native`), per distinct block of ConvFirst-T and MBConvNet-B0;
 - group width: ConvFirst-T's blocks with depthwise, 8- and 16-wide groups; MBConvNet-B0 (depthwise,
   gw8, gw16) as whole models;
 - expansion: ConvFirst-T's blocks with E = 4 and 6;
@@ -22,7 +23,7 @@ from __future__ import annotations
 from experiments.configs.reproduce import experiment, group
 from train.config_utils import parse_arg
 
-IMPLS = ("xla", "pallas_fused", "pallas_layerwise")
+IMPLS = ("xla", "xla_native", "pallas_fused", "pallas_layerwise")
 
 
 def get_config(arg=None):
