@@ -161,31 +161,29 @@ def efficiency_table(res: Results, name: str) -> Section:
             ("ms / batch", "latency_ms"), ("img/s", "infer_samples_per_sec"), ("TMAC/s", "achieved_tmacs"),
             ("E datasheet %", "eff_datasheet_pct"), ("E matmul %", "eff_matmul_pct"),
             ("paper E %", "paper_range_pct"), ("timm 3090 E %", "timm_rtx3090_pct")]
-    mixed = len({r["device"] for r in rows}) > 1  # a table completed on another part says so per row
-    if mixed:
-        cols.insert(1, ("device", "device"))
+    device_col = _device_column(rows)
+    cols[1:1] = device_col
     md = md_table(rows, cols)
     summary = []
     for family in dict.fromkeys(r["family"] for r in rows):
         for impl in impl_sorted(r["impl"] for r in rows if r["family"] == family):
+            paper, timm = ref.paper_range(family), ref.timm_range(family)
             for device in sorted({r["device"] for r in rows if r["family"] == family and r["impl"] == impl}):
                 effs = [r["eff_datasheet_pct"] for r in rows if r["family"] == family and r["impl"] == impl
                         and r["device"] == device and r["eff_datasheet_pct"] is not None]
-                paper, timm = ref.paper_range(family), ref.timm_range(family)
                 summary.append({"family": family, "impl": impl, "device": device, "models": len(effs),
                                 "measured": f"{min(effs):.1f}-{max(effs):.1f}" if effs else None,
                                 "paper": f"{paper[0]:g}-{paper[1]:g}" if paper else None,
                                 "timm": f"{timm[0]:.1f}-{timm[1]:.1f}" if timm else None})
     md += ["Efficiency range per family (% of the datasheet peak; paper: its GPU; timm: RTX 3090, AMP fp16, "
            "against the fp16-accumulate tensor peak, the reading that matches the paper's ranges):", ""]
-    md += md_table(summary, [("family", "family"), ("impl", "impl")] + ([("device", "device")] if mixed else [])
-                   + [("models", "models"), ("measured E %", "measured"), ("paper E %", "paper"),
+    md += md_table(summary, [("family", "family"), ("impl", "impl"), *device_col, ("models", "models"), ("measured E %", "measured"), ("paper E %", "paper"),
                       ("timm RTX 3090 E %", "timm")])
     plots = []
     if rows:
         models = {}
         for r in rows:
-            label = f"{r['model']}\n({_device_key(r['device'])})" if mixed else r["model"]
+            label = f"{r['model']}\n({_device_key(r['device'])})" if device_col else r["model"]
             m = models.setdefault(label, {"label": label, "family": r["family"], "eff": {},
                                                "paper": ref.paper_range(r["family"]), "timm": r["timm_rtx3090_pct"]})
             if r["eff_datasheet_pct"] is not None:
@@ -225,18 +223,16 @@ def efficiency_gap(res: Results, name: str) -> Section:
         ideal = r["infer_gmacs"] * 1e9 / (peak * 1e12) if peak else None
         measured = r["latency_ms"] * 1e-3 / r["infer_batch_size"]
         table.append({"model": r["model"], "device": r["device"], "family": r["family"], "impl": r["impl"],
-                      "GMACs": r["infer_gmacs"],
-                      "top1": top1, "ideal_ms": ideal and 1e3 * ideal, "measured_ms": 1e3 * measured,
+                      "GMACs": r["infer_gmacs"], "top1": top1, "ideal_ms": ideal and 1e3 * ideal, "measured_ms": 1e3 * measured,
                       "gap_x": measured / ideal if ideal else None, "top1_source": source})
         if top1 is not None and ideal:
             m = models.setdefault(r["family"], {}).setdefault(
                 r["model"], {"label": parse_model(r["model"])[0].split("_")[-1], "top1": top1, "ideal_s": ideal,
                              "measured_s": {}})
             m["measured_s"][r["impl"]] = measured
-    mixed = len({t["device"] for t in table}) > 1
-    md = md_table(table, [("model", "model")] + ([("device", "device")] if mixed else []) + [
-                          ("family", "family"), ("impl", "impl"), ("GMACs", "GMACs"), ("top-1 %", "top1"), ("ideal ms/img", "ideal_ms"), ("measured ms/img", "measured_ms"),
-                          ("gap (1/E)", "gap_x")])
+    md = md_table(table, [("model", "model"), *_device_column(table), ("family", "family"), ("impl", "impl"),
+                          ("GMACs", "GMACs"), ("top-1 %", "top1"), ("ideal ms/img", "ideal_ms"),
+                          ("measured ms/img", "measured_ms"), ("gap (1/E)", "gap_x")])
     sources = sorted({t["top1_source"] for t in table if t["top1_source"]})
     md += ["Accuracy sources: " + ("; ".join(sources) if sources else "none") + ".", ""]
     unplotted = sorted({t["model"] for t in table if t["top1"] is None})
@@ -278,8 +274,8 @@ def waterline(res: Results, name: str) -> Section:
             ("blocks alone ms", "block_sum_ms"), ("rest ms", "remainder_ms"), ("fused blocks", "fused_blocks"),
             ("fused kernels matched", "fused_kernels_matched")]
     devices = list(dict.fromkeys(s["device"] for s in summaries))
-    if len(devices) > 1:  # a run completed on another part: say which, and compare only within a part
-        cols.insert(2, ("device", "device"))
+    device_col = _device_column(summaries)  # and xla vs auto are compared only within one device
+    cols[2:2] = device_col
     md += ["Gap split per model and implementation (ms per batch; measured = ideal + recompute + memory-bound "
            "loss + kernel loss; the cost model follows the execution each block ran):", ""] + md_table(summaries, cols)
     fusion = []
@@ -296,15 +292,14 @@ def waterline(res: Results, name: str) -> Section:
         fusion.append(row)
     md += ["What fusion buys: the cost model's bound with every block layer-wise vs every fusable block fused, "
            "against the measured xla and auto forwards:", ""]
-    md += md_table(fusion, [("model", "model")] + ([("device", "device")] if len(devices) > 1 else []) + [
-                            ("waterline layer-wise ms", "predicted_lw_ms"),
+    md += md_table(fusion, [("model", "model"), *device_col, ("waterline layer-wise ms", "predicted_lw_ms"),
                             ("waterline fused ms", "predicted_fused_ms"), ("predicted speed-up", "predicted_speedup"),
                             ("memory-bound loss removed ms", "memory_loss_removed_ms"), ("xla ms", "xla_ms"),
                             ("auto ms", "auto_ms"), ("measured speed-up", "measured_speedup")])
     for cell, mw in measured:
         for lt in mw.layers:
-            layer_rows.append({"model": cell["model"], "impl": cell["impl"], "device": mw.device, "layer": lt.name, "kind": lt.kind,
-                               "block": lt.block, "ran": lt.impl, "cost_model": lt.execution,
+            layer_rows.append({"model": cell["model"], "impl": cell["impl"], "device": mw.device, "layer": lt.name,
+                               "kind": lt.kind, "block": lt.block, "ran": lt.impl, "cost_model": lt.execution,
                                "measured_ms": 1e3 * lt.measured_s,
                                "isolated_ms": lt.isolated_s and 1e3 * lt.isolated_s,
                                "in_model_fused_ms": lt.in_model_s and 1e3 * lt.in_model_s,
@@ -320,8 +315,7 @@ def waterline(res: Results, name: str) -> Section:
                 b = blocks.setdefault((r["block"], r["impl"]), dict(r, count=0))
                 b["count"] += 1
         md += md_table(list(blocks.values()), [
-            ("block", "block"), ("impl", "impl"), *([("device", "device")] if len(devices) > 1 else []),
-            ("ran", "ran"), ("count", "count"), ("alone ms", "isolated_ms"),
+            ("block", "block"), ("impl", "impl"), *device_col, ("ran", "ran"), ("count", "count"), ("alone ms", "isolated_ms"),
             ("in forward ms", "in_model_fused_ms"), ("C/P ms", "compute_ms"), ("D/B ms", "memory_ms"),
             ("bound ms", "bound_ms"), ("kernel loss ms", "kernel_loss_ms")])
         path = res.out / f"{name}_{_file_safe(model)}.png"
@@ -532,6 +526,12 @@ REPORTS = {"efficiency-table": efficiency_table, "efficiency-gap": efficiency_ga
 
 
 # ----------------------------------------------------------------------------------------------- writing
+def _device_column(rows: list[dict]) -> list[tuple[str, str]]:
+    """A 'device' table column when the rows come from more than one GPU (a run completed on another
+    part after the first was no longer lent), else none."""
+    return [("device", "device")] if len({r["device"] for r in rows}) > 1 else []
+
+
 def _device_key(device_kind: str) -> str:
     """Short name of a device kind for plot labels ('NVIDIA H200' -> 'h200')."""
     from experiments.measured_waterline import device_key
