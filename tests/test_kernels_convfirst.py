@@ -35,6 +35,10 @@ CASES = [  # every supported k x group width, LN on/off, residual on/off, batch 
     (cf(2, 3, 5, 16, 64, k=5, gw=8, act="gelu_tanh", residual=False), FusedConfig(2, 8, 16, 16, 4, 2)),
     (cf(1, 1, 1, 32, 64, k=3, gw=8, layer_norm=True), FusedConfig(4, 4, 16, 32, 4, 2)),
     (cf(1, 6, 5, 64, 256, k=3, gw=32, act="silu"), FusedConfig(2, 8, 64, 128, 4, 3)),
+    # flat tiles: 16 pixels span image borders of a 3x5x5 batch, the last tile is partial
+    (cf(3, 5, 5, 32, 64, k=3, gw=8, layer_norm=True), FusedConfig(conv_chunk=16, hidden_chunk=32, flat_pixels=16)),
+    (cf(2, 7, 9, 32, 128, k=5, gw=16, act="gelu"), FusedConfig(conv_chunk=32, hidden_chunk=64, num_warps=8,
+                                                              flat_pixels=64)),
 ]
 
 
@@ -155,7 +159,9 @@ def test_heuristic_and_first_candidates_lower_for_h100(c, hidden):
     params = jax.eval_shape(prob.make_params, jax.random.key(0))
     x = jax.ShapeDtypeStruct(prob.x_shape(), BF16)
     space = configs.candidates(c, hidden, 8, 28, 28)
-    for cfg in [configs.heuristic(c, hidden, 8, 28, 28)] + space[:3]:
+    flat = [cfg for cfg in space if cfg.flat_pixels][:1]
+    assert flat, "the search space has flat tiles"
+    for cfg in [configs.heuristic(c, hidden, 8, 28, 28)] + space[:3] + flat:
         text = lower_for_h100(functools.partial(fused_triton.convfirst_fused, config=cfg, **prob.static()),
                               x, params)
         assert "triton" in text.lower()

@@ -16,6 +16,10 @@ class FusedConfig(Serializable):
         wasted MACs on the conv = conv_chunk / group_width; fewer, larger dots can still win).
         Depthwise convs use CUDA-core FMAs and ignore it.
     hidden_chunk: hidden channels per step of the streamed MLP (workspace O(pixels x hidden_chunk)).
+    flat_pixels: when > 0, a program computes this many consecutive pixels of the flattened N*H*W
+        index space instead of a tile_h x tile_w tile (tile_h/tile_w are then ignored): no padding
+        waste where H, W are not multiples of the tile (14x14, 7x7) and 128-pixel MMA tiles at any
+        width, for more halo re-reads (served by L1/L2).
     """
 
     tile_h: int = 8
@@ -24,14 +28,25 @@ class FusedConfig(Serializable):
     hidden_chunk: int = 64
     num_warps: int = 4
     num_stages: int = 3
+    flat_pixels: int = 0
 
     @property
     def pixels(self) -> int:
-        return self.tile_h * self.tile_w
+        return self.flat_pixels or self.tile_h * self.tile_w
 
 
-# f32 projection accumulators (pixels x C) live in registers: 64 KiB per program at most.
-MAX_ACCUMULATOR_ELEMS = 128 * 128
+# f32 projection accumulators (pixels x C) live in registers: at most 128 per thread
+# (4 warps: 64 KiB, a 64-pixel tile at C=256; 8 warps: a 128-pixel tile at C=256).
+ACCUMULATORS_PER_WARP = 128 * 32
+
+
+def max_accumulators(num_warps: int) -> int:
+    return ACCUMULATORS_PER_WARP * num_warps
+
+
+# The widest stage the kernel takes: a 64-pixel tile of 4 warps (wider stages are compute-bound
+# layer-wise and XLA runs them well).
+MAX_CHANNELS = max_accumulators(4) // 64
 
 
 def _pow2_divisor(c: int, cap: int) -> int:
@@ -45,11 +60,11 @@ def _pow2_divisor(c: int, cap: int) -> int:
 def heuristic(c: int, hidden: int, group_width: int, h: int, w: int) -> FusedConfig:
     """Default from H100 measurements at C=64 (bf16, batch 128): 8x8 tiles, conv_chunk 32, hidden
     chunks of 64, 4 warps, 3 pipeline stages; fewer pixels when C is wide (register-resident
-    accumulators, pixels x C <= MAX_ACCUMULATOR_ELEMS)."""
+    accumulators, pixels x C <= max_accumulators(4))."""
     conv_chunk = min(c, max(32, group_width))
     tile_w = 8 if w >= 8 else 4
     tile_h = 8
-    while tile_h * tile_w * c > MAX_ACCUMULATOR_ELEMS and tile_h > 2:
+    while tile_h * tile_w * c > max_accumulators(4) and tile_h > 2:
         tile_h //= 2
     return FusedConfig(tile_h, tile_w, conv_chunk, _pow2_divisor(hidden, 64), 4, 3)
 
@@ -59,13 +74,15 @@ def candidates(c: int, hidden: int, group_width: int, h: int, w: int) -> list[Fu
     explores one-knob changes before combinations)."""
     base = heuristic(c, hidden, group_width, h, w)
     chunks = [cc for cc in (16, 32, 64, 128) if cc <= c and cc >= group_width] if group_width > 1 else [32]
+    tiles = [(4, 8, 0), (8, 8, 0), (8, 16, 0), (16, 8, 0), (base.tile_h, base.tile_w, 64),
+             (base.tile_h, base.tile_w, 128)]
     out = set()
-    for (th, tw), cc, he, nw, ns in itertools.product(
-            [(4, 8), (8, 8), (8, 16), (16, 8)], chunks, [32, 64, 128], [4, 8], [2, 3]):
-        if c % cc or hidden % he or cc % max(group_width, 1) or th * tw * c > MAX_ACCUMULATOR_ELEMS:
+    for (th, tw, flat), cc, he, nw, ns in itertools.product(tiles, chunks, [32, 64, 128], [4, 8], [2, 3]):
+        cfg = dataclasses.replace(base, tile_h=th, tile_w=tw, conv_chunk=cc, hidden_chunk=he,
+                                  num_warps=nw, num_stages=ns, flat_pixels=flat)
+        if c % cc or hidden % he or cc % max(group_width, 1) or cfg.pixels * c > max_accumulators(nw):
             continue
-        out.add(dataclasses.replace(base, tile_h=th, tile_w=tw, conv_chunk=cc, hidden_chunk=he,
-                                    num_warps=nw, num_stages=ns))
+        out.add(cfg)
     return ranked(base, out)
 
 

@@ -1,7 +1,8 @@
 """Block-fused ConvFirst kernel (Pallas, Triton backend): one kernel per residual block.
 
-Per program: one tile_h x tile_w pixel tile of one image, all C channels (the tensor machine of
-convfirst.cost.tensor_machine with the same tile):
+Per program: one tile_h x tile_w pixel tile of one image (or `flat_pixels` consecutive pixels of the
+flattened batch), all C channels (the tensor machine of convfirst.cost.tensor_machine with the same
+tile):
 1. grouped k x k conv: for each tap, masked loads of the shifted input tile (zeros outside the image;
    halo re-reads hit L1/L2) times a block-diagonal weight per `conv_chunk` channels on the tensor
    cores (depthwise: CUDA-core FMAs), f32 accumulators; + bias; optional per-pixel LayerNorm;
@@ -44,8 +45,8 @@ def check(x, params: ConvFirstParams, *, platform=None, group_width: int, act: s
     hidden = params.w_expand.shape[1]
     if c < 16 or not is_pow2(c):
         return f"channels C={c} must be a power of two >= 16 (Triton value shapes)"
-    if c * 64 > configs.MAX_ACCUMULATOR_ELEMS:
-        return (f"C={c} > {configs.MAX_ACCUMULATOR_ELEMS // 64}: f32 accumulators for a 64-pixel tile would "
+    if c > configs.MAX_CHANNELS:
+        return (f"C={c} > {configs.MAX_CHANNELS}: f32 accumulators for a 64-pixel tile would "
                 "not fit in registers (such wide stages are compute-bound layer-wise; use xla)")
     if hidden % 16:
         return f"hidden width {hidden} must be a multiple of 16"
@@ -61,13 +62,14 @@ def check(x, params: ConvFirstParams, *, platform=None, group_width: int, act: s
 
 
 def _config_reason(cfg: configs.FusedConfig, c: int, hidden: int, group_width: int) -> str | None:
-    for name in ("tile_h", "tile_w", "conv_chunk", "hidden_chunk"):
+    for name in ("tile_h", "tile_w", "conv_chunk", "hidden_chunk") + (("flat_pixels",) if cfg.flat_pixels else ()):
         if not is_pow2(getattr(cfg, name)):
             return f"{name}={getattr(cfg, name)} must be a power of two"
     if cfg.pixels < 16 or cfg.conv_chunk < 16 or cfg.hidden_chunk < 16:
         return "tiles need >= 16 pixels and chunks >= 16 channels (tensor-core dot minimum)"
-    if cfg.pixels * c > configs.MAX_ACCUMULATOR_ELEMS:
-        return f"tile of {cfg.pixels} pixels x C={c} exceeds {configs.MAX_ACCUMULATOR_ELEMS} accumulators"
+    if cfg.pixels * c > (limit := configs.max_accumulators(cfg.num_warps)):
+        return (f"tile of {cfg.pixels} pixels x C={c} exceeds the {limit} f32 accumulators "
+                f"{cfg.num_warps} warps hold in registers")
     if c % cfg.conv_chunk or hidden % cfg.hidden_chunk:
         return f"chunks (conv {cfg.conv_chunk}, hidden {cfg.hidden_chunk}) must divide C={c} and hidden={hidden}"
     if group_width > 1 and cfg.conv_chunk % group_width:
@@ -92,20 +94,36 @@ def _join(parts):
     return parts[0]
 
 
-def _kernel(x_ref, wc_ref, bc_ref, lns_ref, lnb_ref, w1_ref, b1_ref, w2_ref, b2_ref, o_ref, *,
-            h, w, c, hidden, k, depthwise, cfg, act, residual, layer_norm, ln_eps):
-    th, tw, cw, be = cfg.tile_h, cfg.tile_w, cfg.conv_chunk, cfg.hidden_chunk
-    bm = th * tw
-    f32 = jnp.float32
-    n_conv = c // cw
-    p = lax.iota(jnp.int32, bm)
+def _pixels(cfg, n, h, w):
+    """(image or None, row, col, inside) of each pixel of this program's tile. Tiled: the program's
+    refs are one image plane; flat: the whole batch, pixels numbered n*H*W row-major."""
+    p = lax.iota(jnp.int32, cfg.pixels)
+    if cfg.flat_pixels:
+        q = pl.program_id(0) * cfg.flat_pixels + p
+        rem = q % (h * w)
+        return q // (h * w), rem // w, rem % w, q < n * h * w
+    th, tw = cfg.tile_h, cfg.tile_w
     rows = pl.program_id(1) * th + lax.shift_right_logical(p, tw.bit_length() - 1)
     cols = pl.program_id(2) * tw + (p & (tw - 1))
-    inside = (rows < h) & (cols < w)
+    return None, rows, cols, (rows < h) & (cols < w)
+
+
+def _kernel(x_ref, wc_ref, bc_ref, lns_ref, lnb_ref, w1_ref, b1_ref, w2_ref, b2_ref, o_ref, *,
+            n, h, w, c, hidden, k, depthwise, cfg, act, residual, layer_norm, ln_eps):
+    cw, be, bm = cfg.conv_chunk, cfg.hidden_chunk, cfg.pixels
+    f32 = jnp.float32
+    n_conv = c // cw
+    img, rows, cols, inside = _pixels(cfg, n, h, w)
     ch = lax.iota(jnp.int32, c)
 
+    def at(ref, im, rr, cc):  # the (pixels, C) window at images im, rows rr, cols cc
+        index = (rr[:, None], cc[:, None], ch[None, :])
+        return ref.at[index if im is None else (im[:, None], *index)]
+
+    img_in = None if img is None else jnp.clip(img, 0, n - 1)
+
     def load_x(rr, cc, ok):  # (pixels, C): one wide gather, zeros outside the image
-        ref = x_ref.at[jnp.clip(rr, 0, h - 1)[:, None], jnp.clip(cc, 0, w - 1)[:, None], ch[None, :]]
+        ref = at(x_ref, img_in, jnp.clip(rr, 0, h - 1), jnp.clip(cc, 0, w - 1))
         return pltriton.load(ref, mask=jnp.broadcast_to(ok[:, None], (bm, c)), other=0.0)
 
     # 1. k x k conv; taps outer, each tap one load of all channels (halo re-reads hit L1/L2).
@@ -144,9 +162,9 @@ def _kernel(x_ref, wc_ref, bc_ref, lns_ref, lnb_ref, w1_ref, b1_ref, w2_ref, b2_
     y = acc + b2_ref[...][None, :]
     if residual:
         y = y + load_x(rows, cols, inside).astype(f32)
-    # Unclipped: masked-out pixels point past the image, which the GPU never touches and the
-    # interpreter's scatter drops (clipping would alias them onto real pixels of this tile).
-    pltriton.store(o_ref.at[rows[:, None], cols[:, None], ch[None, :]], y.astype(o_ref.dtype),
+    # Unclipped: masked-out pixels point past the image (or batch), which the GPU never touches and
+    # the interpreter's scatter drops (clipping would alias them onto real pixels of this tile).
+    pltriton.store(at(o_ref, img, rows, cols), y.astype(o_ref.dtype),
                    mask=jnp.broadcast_to(inside[:, None], (bm, c)))
 
 
@@ -179,15 +197,19 @@ def convfirst_fused(x, params: ConvFirstParams, *, config: configs.FusedConfig |
     def whole(a):
         return pl.BlockSpec(a.shape, lambda *_: (0,) * a.ndim)
 
-    plane = pl.BlockSpec((None, h, w, c), lambda b, i, j: (b, 0, 0, 0))
+    if cfg.flat_pixels:
+        grid, plane = (pl.cdiv(n * h * w, cfg.flat_pixels),), whole(x)
+    else:
+        grid = (n, pl.cdiv(h, cfg.tile_h), pl.cdiv(w, cfg.tile_w))
+        plane = pl.BlockSpec((None, h, w, c), lambda b, i, j: (b, 0, 0, 0))
     kernel = functools.partial(
-        _kernel, h=h, w=w, c=c, hidden=hidden, k=k, depthwise=depthwise, cfg=cfg, act=act,
+        _kernel, n=n, h=h, w=w, c=c, hidden=hidden, k=k, depthwise=depthwise, cfg=cfg, act=act,
         residual=residual, layer_norm=layer_norm, ln_eps=ln_eps)
     macs = n * h * w * (k * k * group_width * c + 2 * c * hidden)
     return pl.pallas_call(
         kernel,
         out_shape=jax.ShapeDtypeStruct(x.shape, dt),
-        grid=(n, pl.cdiv(h, cfg.tile_h), pl.cdiv(w, cfg.tile_w)),
+        grid=grid,
         in_specs=[plane] + [whole(a) for a in operands[1:]],
         out_specs=plane,
         compiler_params=pltriton.CompilerParams(num_warps=cfg.num_warps, num_stages=cfg.num_stages),
