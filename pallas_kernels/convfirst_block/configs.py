@@ -58,15 +58,18 @@ def _pow2_divisor(c: int, cap: int) -> int:
 
 
 def heuristic(c: int, hidden: int, group_width: int, h: int, w: int) -> FusedConfig:
-    """Default from H100 measurements at C=64 (bf16, batch 128): 8x8 tiles, conv_chunk 32, hidden
-    chunks of 64, 4 warps, 3 pipeline stages; fewer pixels when C is wide (register-resident
-    accumulators, pixels x C <= max_accumulators(4))."""
-    conv_chunk = min(c, max(32, group_width))
+    """Default from the H200 sweep of convfirst_tiny's stages (bf16, batch 128,
+    benchmarks/results/fused_sweep): flat tiles of 128 pixels at C <= 64 and 64 pixels above
+    (56x56x64: 0.249 ms vs 0.276 for 8x8 tiles; 28x28x128: 0.181 vs 0.249; 14x14x256: 0.225 vs
+    0.307), conv_chunk 64 (fewer, larger block-diagonal dots beat less waste), hidden chunks of 64,
+    4 warps, 3 stages. tile_h/tile_w keep the old 2-D default for configs that set flat_pixels=0."""
+    conv_chunk = min(c, max(64, group_width))
     tile_w = 8 if w >= 8 else 4
     tile_h = 8
     while tile_h * tile_w * c > max_accumulators(4) and tile_h > 2:
         tile_h //= 2
-    return FusedConfig(tile_h, tile_w, conv_chunk, _pow2_divisor(hidden, 64), 4, 3)
+    flat = 128 if c <= 64 else 64
+    return FusedConfig(tile_h, tile_w, conv_chunk, _pow2_divisor(hidden, 64), 4, 3, flat)
 
 
 def candidates(c: int, hidden: int, group_width: int, h: int, w: int) -> list[FusedConfig]:
