@@ -56,9 +56,10 @@ CONVFIRST = [cf(56, 64), cf(28, 128), cf(14, 256), cf(7, 512),
              cf(56, 96, kernel_size=7, group_width=1, act="gelu", layer_norm=True)]  # ConvNeXt-like
 PROBLEMS = EFFICIENTNET_B0 + EFFICIENTNET_B0_SE + GROUPED_MBCONV + CONVFIRST
 # The only refusals expected here (checked on CPU by the same shape checks): pallas_fused does not run
-# squeeze-excite, C > 256 or a non-power-of-two C. Any other refusal fails, and so does one of these
-# starting to run (update the list).
-EXPECTED_UNSUPPORTED = {(p.label(), "pallas_fused") for p in EFFICIENTNET_B0_SE + CONVFIRST[3:]}
+# squeeze-excite, C > 256 or a non-power-of-two C; mosaic_mlp not C > 256, C % 64 or exact GELU. Any
+# other refusal fails, and so does one of these starting to run (update the list).
+EXPECTED_UNSUPPORTED = ({(p.label(), "pallas_fused") for p in EFFICIENTNET_B0_SE + CONVFIRST[3:]}
+                        | {(p.label(), "mosaic_mlp") for p in CONVFIRST[3:]})
 
 
 def _depth(prob) -> int:

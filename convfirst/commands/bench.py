@@ -16,7 +16,7 @@ import sys
 def add_arguments(p):
     p.add_argument("--models", required=True, help="comma-separated registered model names")
     p.add_argument("--impl", default="xla,auto", help="comma-separated block implementations to compare "
-                   "(xla, xla_native, pallas_fused, pallas_layerwise, auto)")
+                   "(xla, xla_native, pallas_fused, pallas_layerwise, auto; mosaic_mlp: ConvFirst blocks only)")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--dtype", default="bf16", help="bf16 or fp16")
     p.add_argument("--blocks", action="store_true", help="also time each distinct residual block of each model")

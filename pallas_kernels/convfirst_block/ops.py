@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from pallas_kernels.convfirst_block import configs, fused_bwd_triton, fused_triton
+from pallas_kernels.convfirst_block import configs, fused_bwd_triton, fused_triton, mlp_mosaic
 from pallas_kernels.convfirst_block.reference import ConvFirstParams, convfirst_block_reference
 from pallas_kernels.registry import AUTO, BlockOp, Implementation
 
@@ -26,6 +26,9 @@ CONVFIRST_BLOCK.register(Implementation(
     "pallas_fused", fused_triton.convfirst_fused, check=fused_triton.check, interpretable=True,
     config_cls=configs.FusedConfig,
     candidates=lambda prob, p: configs.candidates(prob.c, prob.hidden, prob.group_width, prob.h, prob.w)))
+CONVFIRST_BLOCK.register(Implementation(
+    "mosaic_mlp", mlp_mosaic.convfirst_mosaic_mlp, check=mlp_mosaic.check, interpretable=True,
+    config_cls=mlp_mosaic.MosaicMLPConfig, candidates=lambda prob, p: mlp_mosaic.candidates(prob.c, prob.hidden)))
 
 try:  # layer-wise Pallas kernels; a jax without the Pallas Triton backend leaves the op usable with xla
     from pallas_kernels.convfirst_block import layerwise

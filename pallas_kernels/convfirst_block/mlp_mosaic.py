@@ -1,0 +1,201 @@
+"""'mosaic_mlp': the ConvFirst block with its MLP in one Mosaic GPU kernel (Hopper: TMA + wgmma).
+
+    t = norm(gconv(x) + b)                  XLA, in the compute dtype (cuDNN's grouped conv)
+    y = act(t @ W1 + b1) @ W2 + b2 + x      one Mosaic GPU kernel per block
+
+Why: at 14x14x256 (27 of convfirst_tiny's 36 blocks) 96 % of the MACs are the two 1x1 layers,
+the Triton kernels reach ~22 % of the tensor-core peak on them (benchmarks/results/fused_sweep,
+k=1 rows) and XLA pays an HBM round trip of the 4C hidden activation. Here one warpgroup per
+`block_m` pixels keeps t (block_m x C) in shared memory, streams W1/W2 in `block_h` hidden
+chunks through a TMA pipeline, computes h = act(t @ W1_chunk + b1) with wgmma into registers,
+stores it to shared memory (Mosaic's GPU interpreter, used by the CPU tests, takes shared-memory
+wgmma operands only) and accumulates acc += h @ W2_chunk; the hidden activation never leaves the SM. t makes one HBM round trip (2C per pixel, small next to the 2x C x 4C MACs of
+the MLP at C=256).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.experimental import pallas as pl
+
+from pallas_kernels.common import dtype_reason, interpret_mode, kernel_activation
+from pallas_kernels.convfirst_block.reference import ConvFirstParams, grouped_conv, layer_norm
+from pallas_kernels.layers.configs import Serializable, ranked
+from pallas_kernels.registry import UnsupportedError
+
+try:
+    from jax.experimental.pallas import mosaic_gpu as plgpu
+except ImportError:  # pragma: no cover - a jax without Mosaic GPU
+    plgpu = None
+
+SMEM_BYTES = 232448  # H100/H200, as Mosaic GPU reports it
+SWIZZLE = 128  # bytes: 64 bf16/fp16 elements per swizzled row
+
+
+def INTERPRET_PARAMS():  # noqa: N802 - a constant built lazily (plgpu may be missing)
+    """Off the GPU: Mosaic GPU's simulator, with race detection and NaN-filled fresh memory."""
+    return plgpu.InterpretGPUParams(detect_races=True, uninitialized_memory="nan")
+
+
+@dataclass(frozen=True)
+class MosaicMLPConfig(Serializable):
+    """block_m pixels per program (one warpgroup: a multiple of 64), block_h hidden channels per
+    pipeline step, max_concurrent_steps W1/W2 chunks in flight."""
+
+    block_m: int = 64
+    block_h: int = 64
+    max_concurrent_steps: int = 2
+
+    def smem_bytes(self, c: int, itemsize: int = 2) -> int:
+        tiles = (2 * c + self.block_h) * self.block_m * itemsize  # t, x/y and h tiles
+        weights = self.max_concurrent_steps * 2 * c * self.block_h * itemsize
+        return tiles + weights + 4 * (c + self.block_h * self.max_concurrent_steps) + 1024
+
+
+def heuristic(c: int, hidden: int) -> MosaicMLPConfig:
+    return MosaicMLPConfig(64, 64 if hidden % 64 == 0 else hidden, 2)
+
+
+def candidates(c: int, hidden: int) -> list[MosaicMLPConfig]:
+    out = [MosaicMLPConfig(64, bh, s) for bh in (64, 128) for s in (2, 3)
+           if hidden % bh == 0 and MosaicMLPConfig(64, bh, s).smem_bytes(c) <= SMEM_BYTES]
+    return ranked(heuristic(c, hidden), out)
+
+
+def check(x, params: ConvFirstParams, *, platform=None, act: str = "silu", **_) -> str | None:
+    """None when this implementation supports the call, else why not."""
+    if plgpu is None:
+        return "this jax has no Mosaic GPU backend"
+    if platform == "gpu" and not interpret_mode() and (reason := _hopper_reason()) is not None:
+        return reason
+    if (reason := dtype_reason(x)) is not None:
+        return reason
+    if x.ndim != 4:
+        return f"expects NHWC input, got shape {tuple(x.shape)}"
+    c, hidden = params.w_expand.shape
+    if c % 64 or c > 256:
+        return f"C={c} must be a multiple of 64 and <= 256 (128-byte swizzled tiles, wgmma N <= 256)"
+    if hidden % 64:
+        return f"hidden width {hidden} must be a multiple of 64"
+    if params.w_project.shape[1] != c:
+        return "needs C_out == C_in"
+    if act not in ("silu", "gelu_tanh", "relu", "none"):
+        return f"activation {act!r} unsupported (silu, gelu_tanh, relu, none)"
+    return None
+
+
+def _hopper_reason() -> str | None:
+    device = jax.devices()[0]
+    cc = getattr(device, "compute_capability", None)
+    if cc is not None and not str(cc).startswith("9."):
+        return f"needs a Hopper GPU (wgmma, sm_90); {device.device_kind} is compute capability {cc}"
+    return None
+
+
+def _config_reason(cfg: MosaicMLPConfig, c: int, hidden: int) -> str | None:
+    if cfg.block_m != 64:
+        return f"block_m={cfg.block_m}: one warpgroup computes 64 rows"
+    if cfg.block_h % 64 or cfg.block_h > 256 or hidden % cfg.block_h:
+        return f"block_h={cfg.block_h} must be a multiple of 64, <= 256 and divide hidden={hidden}"
+    if cfg.max_concurrent_steps < 1:
+        return "max_concurrent_steps must be >= 1"
+    if (need := cfg.smem_bytes(c)) > SMEM_BYTES:
+        return f"needs {need} bytes of shared memory > {SMEM_BYTES}"
+    return None
+
+
+def mlp_mosaic(t, x, w1, b1, w2, b2, *, act: str, config: MosaicMLPConfig, interpret=None):
+    """y = act(t @ w1 + b1) @ w2 + b2 (+ x when given) on (M, C) rows; M a multiple of block_m."""
+    m, c = t.shape
+    hidden = w1.shape[1]
+    cfg = config
+    bm, bh = cfg.block_m, cfg.block_h
+    dt = t.dtype
+    elems = SWIZZLE // jnp.dtype(dt).itemsize
+    tiles = (plgpu.TilingTransform((8, elems)), plgpu.SwizzleTransform(SWIZZLE))
+    activation = kernel_activation(act)
+    has_residual = x is not None
+
+    def body(t_gmem, x_gmem, w1_gmem, b1_gmem, w2_gmem, b2_gmem, y_gmem,
+             t_smem, x_smem, h_smem, b1_smem, b2_smem, barriers):
+        rows = pl.ds(lax.axis_index("m") * bm, bm)
+        plgpu.copy_gmem_to_smem(t_gmem.at[rows], t_smem, barriers.at[0])
+        plgpu.copy_gmem_to_smem(b1_gmem, b1_smem, barriers.at[1])
+        plgpu.copy_gmem_to_smem(b2_gmem, b2_smem, barriers.at[2])
+        if has_residual:
+            plgpu.copy_gmem_to_smem(x_gmem.at[rows], x_smem, barriers.at[3])
+        plgpu.barrier_wait(barriers.at[0])
+        plgpu.barrier_wait(barriers.at[1])
+
+        def with_acc(acc):
+            def step(idx, w1_smem, w2_smem):
+                (e,) = idx
+
+                def expand(acc1):
+                    plgpu.wgmma(acc1, t_smem, w1_smem)
+                    return acc1[...]
+
+                hid = pl.run_scoped(expand, plgpu.ACC((bm, bh), jnp.float32))
+                bias = plgpu.load(b1_smem.at[e], layout=plgpu.Layout.WGMMA.reduce(0))
+                h_smem[...] = activation(hid + lax.broadcast_in_dim(bias, (bm, bh), [1])).astype(dt)
+                plgpu.commit_smem()  # the threads' stores become visible to the async wgmma
+                plgpu.wgmma(acc, h_smem, w2_smem)
+                plgpu.wgmma_wait(0)  # w2_smem is released and h_smem reused when the step returns
+
+            plgpu.emit_pipeline(
+                step, grid=(hidden // bh,),
+                in_specs=[plgpu.BlockSpec((c, bh), lambda e: (0, e), transforms=tiles),
+                          plgpu.BlockSpec((bh, c), lambda e: (e, 0), transforms=tiles)],
+                max_concurrent_steps=cfg.max_concurrent_steps)(w1_gmem, w2_gmem)
+            return acc[...]
+
+        y = pl.run_scoped(with_acc, plgpu.ACC((bm, c), jnp.float32))
+        plgpu.barrier_wait(barriers.at[2])
+        bias = plgpu.load(b2_smem, layout=plgpu.Layout.WGMMA.reduce(0))
+        y = y + lax.broadcast_in_dim(bias, (bm, c), [1])
+        if has_residual:
+            plgpu.barrier_wait(barriers.at[3])
+            y = y + plgpu.load(x_smem, layout=plgpu.Layout.WGMMA).astype(jnp.float32)
+        x_smem[...] = y.astype(dt)  # the residual tile's buffer becomes the output tile
+        plgpu.commit_smem()
+        plgpu.copy_smem_to_gmem(x_smem, y_gmem.at[rows])
+        plgpu.wait_smem_to_gmem(0)
+
+    kernel = plgpu.kernel(
+        body, out_type=jax.ShapeDtypeStruct((m, c), dt),
+        scratch_types=[plgpu.SMEM((bm, c), dt, transforms=tiles), plgpu.SMEM((bm, c), dt, transforms=tiles),
+                       plgpu.SMEM((bm, bh), dt, transforms=tiles),
+                       plgpu.SMEM((hidden // bh, bh), jnp.float32), plgpu.SMEM((c,), jnp.float32),
+                       plgpu.Barrier(num_barriers=4)],
+        grid=(m // bm,), grid_names=("m",), interpret=interpret,
+        compiler_params=plgpu.CompilerParams(approx_math=True))
+    return kernel(t, x if has_residual else t, w1.astype(dt), b1.astype(jnp.float32).reshape(-1, bh), w2.astype(dt),
+                  b2.astype(jnp.float32))
+
+
+def convfirst_mosaic_mlp(x, params: ConvFirstParams, *, config: MosaicMLPConfig | None = None,
+                         group_width: int, act: str = "silu", residual: bool = True, ln_eps: float = 1e-6):
+    """The 'mosaic_mlp' implementation of `convfirst_block` (see module docstring). Off the GPU
+    the kernel runs in Mosaic GPU's simulator (plgpu.InterpretGPUParams: CPU tests)."""
+    if (reason := check(x, params, platform=jax.default_backend(), act=act)) is not None:
+        raise UnsupportedError(f"mosaic_mlp: {reason}")
+    n, h, w, c = x.shape
+    hidden = params.w_expand.shape[1]
+    cfg = config or heuristic(c, hidden)
+    if (reason := _config_reason(cfg, c, hidden)) is not None:
+        raise UnsupportedError(f"mosaic_mlp config {cfg}: {reason}")
+    dt = x.dtype
+    t = grouped_conv(x, params.w_conv, group_width, out_dtype=dt) + params.b_conv.astype(dt)
+    if params.ln_scale is not None:
+        t = layer_norm(t.astype(jnp.float32), params.ln_scale, params.ln_bias, ln_eps).astype(dt)
+    m = n * h * w
+    pad = -m % cfg.block_m  # a partial last tile: pad rows (one extra copy; batch 128 needs none)
+    rows = lambda a: jnp.pad(a.reshape(m, c), ((0, pad), (0, 0))) if pad else a.reshape(m, c)  # noqa: E731
+    y = mlp_mosaic(rows(t), rows(x) if residual else None, params.w_expand, params.b_expand,
+                   params.w_project, params.b_project, act=act, config=cfg,
+                   interpret=INTERPRET_PARAMS() if interpret_mode() else None)
+    return y[:m].reshape(n, h, w, c)
+

@@ -1,0 +1,90 @@
+"""The 'mosaic_mlp' ConvFirst implementation (XLA grouped conv + a Mosaic GPU kernel for the MLP)
+against the reference in Mosaic GPU's simulator on CPU (race detection on, fresh shared memory and
+unwritten outputs NaN), its lowering for an abstract H100 at convfirst_tiny's stage shapes, and its
+refusals."""
+import functools
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from kernel_checks import assert_close, normal, random_params, rounded, seed_of
+from pallas_kernels import UnsupportedError, convfirst_block
+from pallas_kernels.common import lower_for_h100
+from pallas_kernels.convfirst_block import mlp_mosaic
+from pallas_kernels.convfirst_block.mlp_mosaic import MosaicMLPConfig
+from pallas_kernels.problems import BlockProblem
+
+BF16, F16 = jnp.bfloat16, jnp.float16
+
+
+def cf(batch, h, w, c, hidden, **kw) -> BlockProblem:
+    return BlockProblem("convfirst_block", batch, h, w, c, hidden, **kw)
+
+
+def _inputs(prob, dtype):
+    seed = seed_of("mosaic", prob.label(), jnp.dtype(dtype).name, prob.residual)
+    return normal(seed + 1, prob.x_shape()).astype(dtype), rounded(random_params(prob, seed), dtype)
+
+
+def _races_found() -> bool:
+    from jax._src.pallas.mosaic_gpu.interpret import interpret_pallas_call
+
+    return interpret_pallas_call.get_races().races_found
+
+
+CASES = [  # 70 and 98 pixels: the last 64-row tile is padded; two pipeline steps or more everywhere
+    (cf(2, 5, 7, 64, 128), None, BF16),
+    (cf(1, 8, 8, 128, 256, layer_norm=True, act="gelu_tanh"), None, BF16),
+    (cf(2, 7, 7, 64, 256, kernel_size=5, group_width=16, act="relu", residual=False), MosaicMLPConfig(64, 128, 3), F16),
+    (cf(1, 4, 16, 256, 128, act="none"), MosaicMLPConfig(64, 64, 1), BF16),
+]
+
+
+@pytest.mark.parametrize("prob,config,dtype", CASES, ids=[
+    f"{p.label()}{'' if p.residual else '_nores'}_{jnp.dtype(d).name}" for p, _, d in CASES])
+def test_mosaic_mlp_matches_reference_without_races(prob, config, dtype):
+    x, params = _inputs(prob, dtype)
+    y = convfirst_block(x, params, impl="mosaic_mlp", config=config, **prob.static())
+    with jax.default_matmul_precision("highest"):
+        ref = convfirst_block(x.astype(jnp.float32), params, impl="xla", **prob.static())
+    assert_close(y, ref, dtype, prob.hidden)
+    assert not _races_found(), "the simulator found a shared-memory race"
+
+
+@pytest.mark.parametrize("s,c", [(56, 64), (28, 128), (14, 256)])
+def test_stage_shapes_lower_for_h100(s, c):
+    prob = cf(128, s, s, c, 4 * c)
+    params = jax.eval_shape(prob.make_params, jax.random.key(0))
+    x = jax.ShapeDtypeStruct(prob.x_shape(), BF16)
+    space = mlp_mosaic.candidates(c, 4 * c)
+    assert space[0] == mlp_mosaic.heuristic(c, 4 * c)
+    for cfg in space:
+        text = lower_for_h100(functools.partial(mlp_mosaic.convfirst_mosaic_mlp, config=cfg, **prob.static()),
+                              x, params)
+        assert "mosaic_gpu" in text.lower()
+
+
+@pytest.mark.parametrize("prob,reason", [
+    (cf(1, 8, 8, 96, 384), "multiple of 64"),
+    (cf(1, 8, 8, 512, 2048), "<= 256"),
+    (cf(1, 8, 8, 64, 96), "hidden width 96"),
+    (cf(1, 8, 8, 64, 256, act="gelu"), "activation 'gelu'"),
+])
+def test_forced_on_unsupported_shapes_says_why(prob, reason):
+    x, params = _inputs(prob, BF16)
+    with pytest.raises(UnsupportedError, match=reason):
+        convfirst_block(x, params, impl="mosaic_mlp", **prob.static())
+
+
+def test_float32_input_and_bad_configs_are_refused():
+    prob = cf(1, 8, 8, 64, 256)
+    x, params = _inputs(prob, BF16)
+    with pytest.raises(UnsupportedError, match="float32"):
+        convfirst_block(x.astype(jnp.float32), params, impl="mosaic_mlp", **prob.static())
+    with pytest.raises(UnsupportedError, match="block_h=96"):
+        convfirst_block(x, params, impl="mosaic_mlp", config=MosaicMLPConfig(64, 96), **prob.static())
+    big = cf(1, 8, 8, 256, 1024)
+    xb, pb = _inputs(big, BF16)
+    with pytest.raises(UnsupportedError, match="shared memory"):
+        convfirst_block(xb, pb, impl="mosaic_mlp", config=MosaicMLPConfig(64, 256, 4), **big.static())
