@@ -21,7 +21,7 @@ from convfirst.cost.hardware import device_from_jax, get_dtype
 from convfirst.cost.layers import layer_costs, model_params
 from convfirst.models import create_model, model_spec
 from convfirst.models.specs import ConvFirstBlock, MBConvBlock, ModelSpec
-from pallas_kernels import OPS
+from pallas_kernels import AUTO, OPS
 from pallas_kernels.problems import BlockProblem
 from pallas_kernels.timing import Protocol, Timing, time_call
 
@@ -142,8 +142,9 @@ def bench_block(problem: BlockProblem, impl: str, *, dtype: str = "bf16", protoc
                infer_gmacs=problem.macs() / problem.batch / 1e9, infer_macts=None,
                protocol=protocol.describe())
     x0 = problem.make_x(jax.random.key(0), dt)
-    reason = op.why_unsupported(impl, x0, params, jax.default_backend(), **static)
-    if reason:
+    if impl == AUTO:  # the row records what 'auto' chose for this shape (tuning cache or heuristic)
+        row["resolved_impl"] = op.select(AUTO, x0, params, **static).name
+    elif reason := op.why_unsupported(impl, x0, params, jax.default_backend(), **static):
         return dict(row, status=f"unsupported: {reason}")
     t = time_call(lambda x: op(x, params, impl=impl, **static),
                   lambda i: (problem.make_x(jax.random.key(10 + i), dt),), protocol=protocol)

@@ -100,15 +100,20 @@ def test_bench_writes_the_stable_csv_on_cpu(capsys, tmp_path):
     from convfirst.benchmark import COLUMNS
 
     path = tmp_path / "bench.csv"
-    code, out, _ = run(capsys, "bench", "--models", "convfirst_pico", "--impl", "xla", "--batch", "2",
-                       "--warmup", "1", "--iters", "2", "--no-matmul-peak", "--blocks", "--csv", str(path))
+    code, out, _ = run(capsys, "bench", "--models", "convfirst_pico", "--impl", "xla,auto", "--batch", "2",
+                       "--warmup", "1", "--iters", "2", "--no-matmul-peak", "--blocks", "--csv", str(path),
+                       "--jsonl", str(tmp_path / "bench.jsonl"))
     assert code == 0 and "convfirst_pico" in out and "img/s" in out
     with open(path) as f:
         reader = csv.DictReader(f)
         rows = list(reader)
     assert tuple(reader.fieldnames) == COLUMNS
     assert rows[0]["kind"] == "model" and rows[0]["status"] == "ok" and float(rows[0]["infer_step_time"]) > 0
-    assert {r["kind"] for r in rows[1:]} == {"block"} and all(r["status"] == "ok" for r in rows)
+    assert all(r["status"] == "ok" for r in rows) and {r["impl"] for r in rows} == {"xla", "auto"}
+    assert {r["kind"] for r in rows if r["impl"] == "xla"} == {"model", "block"}
+    full = [json.loads(line) for line in (tmp_path / "bench.jsonl").read_text().splitlines()]
+    auto_blocks = [r for r in full if r["kind"] == "block" and r["impl"] == "auto"]
+    assert auto_blocks and all(r["resolved_impl"] == "xla" for r in auto_blocks)  # CPU: auto is xla
     assert rows[0]["timing_method"] == "wallclock" and rows[0]["infer_gmacs"]
     code, _, err = run(capsys, "bench", "--models", "convfirst_tiyn")
     assert code == 2 and "convfirst_tiny" in err  # unknown model: the close match is named

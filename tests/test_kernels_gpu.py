@@ -71,7 +71,7 @@ def check_impl(prob, impl, dtype, config=None):
     seed = seed_of(prob.label(), jnp.dtype(dtype).name)
     params = rounded(random_params(prob, seed), dtype)
     x = normal(seed + 1, prob.x_shape()).astype(dtype)
-    reason = op.why_unsupported(impl, x, params, "gpu", **prob.static())
+    reason = None if impl == "auto" else op.why_unsupported(impl, x, params, "gpu", **prob.static())
     expected = (prob.label(), impl) in EXPECTED_UNSUPPORTED
     if reason is None and expected:
         pytest.fail(f"{impl} now runs {prob.label()}: remove it from EXPECTED_UNSUPPORTED")
@@ -160,3 +160,28 @@ def test_fused_backward_is_deterministic():
     first, second = bwd(x, params, dy), bwd(x, params, dy)
     for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(second)):
         assert bool(jnp.array_equal(a, b))
+
+
+TUNED_MODELS = ("convfirst_tiny", "convfirst_tiny_ln", "convfirst_small")
+
+
+def _tuned_problems():
+    from convfirst.benchmark import block_problems
+    from convfirst.models import model_spec
+
+    probs = {p for m in TUNED_MODELS for p, _ in block_problems(model_spec(m), 128)}
+    return sorted(probs, key=BlockProblem.label)
+
+
+@pytest.mark.parametrize("prob", _tuned_problems(), ids=BlockProblem.label)
+def test_auto_with_this_gpus_tuning_cache_matches_reference(prob):
+    """'auto' at batch 128 runs what the tuning cache chose for this GPU, with the cached tile
+    config: every shipped (impl, config) pair is checked at the shape it was tuned for."""
+    from pallas_kernels import autotune
+
+    params = random_params(prob, 0)
+    x = normal(1, prob.x_shape()).astype(jnp.bfloat16)
+    chosen = OPS[prob.op].select("auto", x, params, **prob.static()).name
+    config = autotune.cached_config(prob.op, chosen, x, params, prob.static())
+    print(f"{prob.label()}: auto -> {chosen} {config or ''}")
+    check_impl(prob, "auto", jnp.bfloat16)

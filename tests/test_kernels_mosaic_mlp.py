@@ -38,6 +38,8 @@ CASES = [  # 70 and 98 pixels: the last 64-row tile is padded; two pipeline step
     (cf(1, 8, 8, 128, 256, layer_norm=True, act="gelu_tanh"), None, BF16),
     (cf(2, 7, 7, 64, 256, kernel_size=5, group_width=16, act="relu", residual=False), MosaicMLPConfig(64, 128, 3), F16),
     (cf(1, 4, 16, 256, 128, act="none"), MosaicMLPConfig(64, 64, 1), BF16),
+    (cf(2, 5, 7, 128, 256), MosaicMLPConfig(64, 64, 2, x_buffer=False), BF16),
+    (cf(1, 6, 6, 64, 128, residual=False), MosaicMLPConfig(64, 128, 1, x_buffer=False), BF16),
 ]
 
 

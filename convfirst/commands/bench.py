@@ -96,11 +96,12 @@ def _flag_outlier(row: dict, dtype: str) -> dict:
 
 
 def _print(r):
+    impl = r["impl"] + (f"->{r['resolved_impl']}" if r.get("resolved_impl") else "")
     if r.get("status") not in ("ok", "outlier"):
-        print(f"{r['model']:18s} {r['block'] or '(model)':52s} {r['impl']:16s} {r['status']}")
+        print(f"{r['model']:18s} {r['block'] or '(model)':52s} {impl:16s} {r['status']}")
         return
     eff = r["eff_datasheet"]
-    print(f"{r['model']:18s} {r['block'] or '(model)':52s} {r['impl']:16s} {r['infer_step_time']:9.4f} ms "
+    print(f"{r['model']:18s} {r['block'] or '(model)':52s} {impl:16s} {r['infer_step_time']:9.4f} ms "
           f"{r['infer_samples_per_sec']:10.0f} img/s {r['achieved_tmacs']:7.1f} TMAC/s "
           f"{100 * eff if eff else float('nan'):5.1f}% of datasheet"
           + ("  [outlier]" if r["status"] == "outlier" else ""), flush=True)

@@ -43,16 +43,19 @@ def INTERPRET_PARAMS():  # noqa: N802 - a constant built lazily (plgpu may be mi
 @dataclass(frozen=True)
 class MosaicMLPConfig(Serializable):
     """block_m pixels per program (one warpgroup: a multiple of 64), block_h hidden channels per
-    pipeline step, max_concurrent_steps W1/W2 chunks in flight."""
+    pipeline step, max_concurrent_steps W1/W2 chunks in flight. x_buffer: the residual tile has its
+    own shared-memory buffer, fetched at the start; False loads it into t's buffer after the last
+    expand GEMM (not overlapped within the program, but less shared memory: more programs per SM)."""
 
     block_m: int = 64
     block_h: int = 64
     max_concurrent_steps: int = 2
+    x_buffer: bool = True
 
-    def smem_bytes(self, c: int, itemsize: int = 2) -> int:
-        tiles = (2 * c + self.block_h) * self.block_m * itemsize  # t, x/y and h tiles
+    def smem_bytes(self, c: int, hidden: int, itemsize: int = 2) -> int:
+        tiles = ((1 + self.x_buffer) * c + self.block_h) * self.block_m * itemsize  # t, x/y and h tiles
         weights = self.max_concurrent_steps * 2 * c * self.block_h * itemsize
-        return tiles + weights + 4 * (c + self.block_h * self.max_concurrent_steps) + 1024
+        return tiles + weights + 4 * (c + hidden) + 1024  # + f32 biases, barriers and alignment
 
 
 def heuristic(c: int, hidden: int) -> MosaicMLPConfig:
@@ -60,8 +63,8 @@ def heuristic(c: int, hidden: int) -> MosaicMLPConfig:
 
 
 def candidates(c: int, hidden: int) -> list[MosaicMLPConfig]:
-    out = [MosaicMLPConfig(64, bh, s) for bh in (64, 128) for s in (2, 3)
-           if hidden % bh == 0 and MosaicMLPConfig(64, bh, s).smem_bytes(c) <= SMEM_BYTES]
+    out = [cfg for bh in (64, 128) for s in (1, 2, 3, 4) for xb in (True, False)
+           if hidden % bh == 0 and (cfg := MosaicMLPConfig(64, bh, s, xb)).smem_bytes(c, hidden) <= SMEM_BYTES]
     return ranked(heuristic(c, hidden), out)
 
 
@@ -102,7 +105,7 @@ def _config_reason(cfg: MosaicMLPConfig, c: int, hidden: int) -> str | None:
         return f"block_h={cfg.block_h} must be a multiple of 64, <= 256 and divide hidden={hidden}"
     if cfg.max_concurrent_steps < 1:
         return "max_concurrent_steps must be >= 1"
-    if (need := cfg.smem_bytes(c)) > SMEM_BYTES:
+    if (need := cfg.smem_bytes(c, hidden)) > SMEM_BYTES:
         return f"needs {need} bytes of shared memory > {SMEM_BYTES}"
     return None
 
@@ -122,10 +125,11 @@ def mlp_mosaic(t, x, w1, b1, w2, b2, *, act: str, config: MosaicMLPConfig, inter
     def body(t_gmem, x_gmem, w1_gmem, b1_gmem, w2_gmem, b2_gmem, y_gmem,
              t_smem, x_smem, h_smem, b1_smem, b2_smem, barriers):
         rows = pl.ds(lax.axis_index("m") * bm, bm)
+        io_smem = x_smem if cfg.x_buffer else t_smem  # holds x, then y
         plgpu.copy_gmem_to_smem(t_gmem.at[rows], t_smem, barriers.at[0])
         plgpu.copy_gmem_to_smem(b1_gmem, b1_smem, barriers.at[1])
         plgpu.copy_gmem_to_smem(b2_gmem, b2_smem, barriers.at[2])
-        if has_residual:
+        if has_residual and cfg.x_buffer:
             plgpu.copy_gmem_to_smem(x_gmem.at[rows], x_smem, barriers.at[3])
         plgpu.barrier_wait(barriers.at[0])
         plgpu.barrier_wait(barriers.at[1])
@@ -152,21 +156,24 @@ def mlp_mosaic(t, x, w1, b1, w2, b2, *, act: str, config: MosaicMLPConfig, inter
                 max_concurrent_steps=cfg.max_concurrent_steps)(w1_gmem, w2_gmem)
             return acc[...]
 
-        y = pl.run_scoped(with_acc, plgpu.ACC((bm, c), jnp.float32))
+        y = pl.run_scoped(with_acc, plgpu.ACC((bm, c), jnp.float32))  # every wgmma has completed
+        if has_residual and not cfg.x_buffer:
+            plgpu.copy_gmem_to_smem(x_gmem.at[rows], t_smem, barriers.at[3])
         plgpu.barrier_wait(barriers.at[2])
         bias = plgpu.load(b2_smem, layout=plgpu.Layout.WGMMA.reduce(0))
         y = y + lax.broadcast_in_dim(bias, (bm, c), [1])
         if has_residual:
             plgpu.barrier_wait(barriers.at[3])
-            y = y + plgpu.load(x_smem, layout=plgpu.Layout.WGMMA).astype(jnp.float32)
-        x_smem[...] = y.astype(dt)  # the residual tile's buffer becomes the output tile
+            y = y + plgpu.load(io_smem, layout=plgpu.Layout.WGMMA).astype(jnp.float32)
+        io_smem[...] = y.astype(dt)  # the residual tile's buffer becomes the output tile
         plgpu.commit_smem()
-        plgpu.copy_smem_to_gmem(x_smem, y_gmem.at[rows])
+        plgpu.copy_smem_to_gmem(io_smem, y_gmem.at[rows])
         plgpu.wait_smem_to_gmem(0)
 
     kernel = plgpu.kernel(
         body, out_type=jax.ShapeDtypeStruct((m, c), dt),
-        scratch_types=[plgpu.SMEM((bm, c), dt, transforms=tiles), plgpu.SMEM((bm, c), dt, transforms=tiles),
+        scratch_types=[plgpu.SMEM((bm, c), dt, transforms=tiles),
+                       plgpu.SMEM((bm, c), dt, transforms=tiles) if cfg.x_buffer else None,
                        plgpu.SMEM((bm, bh), dt, transforms=tiles),
                        plgpu.SMEM((hidden // bh, bh), jnp.float32), plgpu.SMEM((c,), jnp.float32),
                        plgpu.Barrier(num_barriers=4)],
