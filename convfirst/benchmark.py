@@ -144,6 +144,8 @@ def bench_block(problem: BlockProblem, impl: str, *, dtype: str = "bf16", protoc
     x0 = problem.make_x(jax.random.key(0), dt)
     if impl == AUTO:  # the row records what 'auto' chose for this shape (tuning cache or heuristic)
         row["resolved_impl"] = op.select(AUTO, x0, params, **static).name
+    elif impl not in op.names:  # e.g. mosaic_mlp, a ConvFirst-only implementation, on an MBConv block
+        return dict(row, status=f"unsupported: {problem.op} has no implementation {impl!r}")
     elif reason := op.why_unsupported(impl, x0, params, jax.default_backend(), **static):
         return dict(row, status=f"unsupported: {reason}")
     t = time_call(lambda x: op(x, params, impl=impl, **static),

@@ -2,8 +2,8 @@
 runner, the reports and every plot can be tested on a CPU. NOT MEASUREMENTS.
 
 A kernel's fake time is FACTOR x its waterline bound max(C/P, D/B) on the H100 of the hardware table,
-for the execution the block would get on a GPU (block-fused where the registry would pick the fused
-kernel, else layer-wise). Rows have the columns of convfirst.benchmark's rows, with
+for the execution the block would get on a GPU (the cost model's block-fused execution where the
+registry would pick an implementation that keeps the hidden activation on chip, else layer-wise). Rows have the columns of convfirst.benchmark's rows, with
 timing_method='fake', device and protocol saying so; reports print a banner over them.
 """
 from __future__ import annotations
@@ -19,6 +19,7 @@ from convfirst.cost.layers import model_params
 from experiments.cell import distinct_blocks, selected_impl
 from experiments.cells import model_spec_of, parse_model
 from pallas_kernels import OPS
+from pallas_kernels.registry import HIDDEN_ON_CHIP
 from pallas_kernels.timing import Timing
 
 FACTOR = 1.5
@@ -69,9 +70,10 @@ def model(cell: dict) -> dict:
         if problem:
             entry = impls.setdefault(problem.label(), {"block": problem.label(), "count": 0, "impl": impl})
             entry["count"] += 1
-        fused = impl == "pallas_fused" and b.tile is not None
+        fused = impl in HIDDEN_ON_CHIP and b.tile is not None
         for k in (b.fused if fused else b.layerwise).kernels:
-            kname = f"{FUSED_PREFIX[problem.op]}[{k.name}]" if fused and k.name.endswith(".fused") else k.name
+            named = fused and impl == "pallas_fused" and k.name.endswith(".fused")  # as the real kernel is named
+            kname = f"{FUSED_PREFIX[problem.op]}[{k.name}]" if named else k.name
             per_kernel.append((kname, FACTOR * k.bound_s * 1e3))
     t = _timing(sum(ms for _, ms in per_kernel), tuple(per_kernel))
     row = dict(_env(dtype), kind="model", model=name, block="", block_count=1, impl=cell["impl"],
@@ -84,7 +86,7 @@ def model(cell: dict) -> dict:
 
 def _block_ms(lc, impl: str, batch: int, dtype: str) -> float:
     b = analyze_block(lc, get_device(DEVICE), dtype, batch)
-    return FACTOR * (b.fused if impl == "pallas_fused" else b.layerwise).waterline_s * 1e3
+    return FACTOR * (b.fused if impl in HIDDEN_ON_CHIP else b.layerwise).waterline_s * 1e3
 
 
 def blocks(cell: dict, batch: int) -> list[dict]:

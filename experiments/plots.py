@@ -18,7 +18,7 @@ def _plt():
     return plt
 
 
-IMPL_ORDER = ("xla", "xla_native", "pallas_layerwise", "pallas_fused", "auto")
+IMPL_ORDER = ("xla", "xla_native", "pallas_layerwise", "pallas_fused", "mosaic_mlp", "auto")
 
 
 def impl_sorted(impls) -> list[str]:

@@ -1,5 +1,6 @@
 """Pallas block-fusion kernels for ConvFirst and MBConv blocks, with plain-JAX references and an
-implementation registry (`impl='xla' | 'pallas_fused' | 'pallas_layerwise' | 'auto'`)."""
+implementation registry (`impl='xla' | 'xla_native' | 'pallas_fused' | 'mosaic_mlp' |
+'pallas_layerwise' | 'auto'`)."""
 from pallas_kernels.convfirst_block.ops import CONVFIRST_BLOCK, convfirst_block
 from pallas_kernels.convfirst_block.reference import ConvFirstParams
 from pallas_kernels.mbconv_block.ops import MBCONV_BLOCK, mbconv_block

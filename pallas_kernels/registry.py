@@ -3,7 +3,7 @@
 Each block op (`convfirst_block`, `mbconv_block`) owns a `BlockOp` holding its plain-JAX reference
 and a dict of named implementations. Callers pass `impl=`:
 
-- a name ('xla', 'xla_native', 'pallas_fused', 'pallas_layerwise'): forced. If that implementation cannot run the
+- a name ('xla', 'xla_native', 'pallas_fused', 'mosaic_mlp', 'pallas_layerwise'): forced. If that implementation cannot run the
   shape/device, `UnsupportedError` says why; nothing falls back silently.
 - 'auto': the fastest supported implementation for this shape and device according to the tuning
   cache (measured by `pallas_kernels.autotune`), else the op's heuristic; if the choice cannot run,
@@ -32,6 +32,11 @@ import jax
 log = logging.getLogger("pallas_kernels")
 
 AUTO = "auto"
+
+# Implementations that keep a block's expanded (hidden) activation on chip: the whole block in one
+# kernel (pallas_fused) or the MLP in one kernel after an XLA conv (mosaic_mlp). Reports count these
+# blocks as fused; the fake timing backend prices them with the cost model's fused execution.
+HIDDEN_ON_CHIP = ("pallas_fused", "mosaic_mlp")
 
 
 class UnsupportedError(NotImplementedError):

@@ -90,3 +90,24 @@ def test_float32_input_and_bad_configs_are_refused():
     xb, pb = _inputs(big, BF16)
     with pytest.raises(UnsupportedError, match="shared memory"):
         convfirst_block(xb, pb, impl="mosaic_mlp", config=MosaicMLPConfig(64, 256, 4), **big.static())
+
+
+def test_auto_order_without_a_cache_entry_prefers_measured_winners():
+    """On a GPU without a tuning-cache entry: mosaic_mlp, the Triton fused kernel up to C=128,
+    xla_native, xla; the backward prefers autodiff in the compute dtype. A ConvNeXt-like C=96 block
+    skips both kernels with their reasons."""
+    from pallas_kernels import AUTO, CONVFIRST_BLOCK
+
+    for c, want in ((64, ("mosaic_mlp", "pallas_fused", "xla_native", "xla")),
+                    (256, ("mosaic_mlp", "xla_native", "xla"))):
+        prob = cf(1, 8, 8, c, 4 * c)
+        x = jax.ShapeDtypeStruct(prob.x_shape(), BF16)
+        params = random_params(prob, 0)
+        assert CONVFIRST_BLOCK.candidates(AUTO, x, params, "gpu", prob.static()) == (want, True)
+        assert CONVFIRST_BLOCK.candidates(AUTO, x, params, "gpu", prob.static(), bwd=True) == (
+            ("xla_native", "xla"), True)
+    convnext = cf(1, 8, 8, 96, 384, kernel_size=7, group_width=1, act="gelu", layer_norm=True)
+    x = jax.ShapeDtypeStruct(convnext.x_shape(), BF16)
+    params = random_params(convnext, 0)
+    assert "multiple of 64" in CONVFIRST_BLOCK.why_unsupported("mosaic_mlp", x, params, "gpu", **convnext.static())
+    assert "power of two" in CONVFIRST_BLOCK.why_unsupported("pallas_fused", x, params, "gpu", **convnext.static())

@@ -35,6 +35,7 @@ def main(args):
             r = autotune.tune(prob, dtype=dt, impls=impls, max_configs=args.max_configs)
             print(f"  best {r['best_impl']}: " + ", ".join(f"{k} {v:.4f} ms" for k, v in r["times_ms"].items()))
             results.append(r)
-    path = autotune.write_entries(results, args.batch)
-    print(f"wrote {len(results)} entries to {path}")
+            path = autotune.write_entries([r], args.batch)  # each shape as it finishes: a cut run keeps it
+    if results:
+        print(f"wrote {len(results)} entries to {path}")
     return 0

@@ -7,18 +7,24 @@ from pallas_kernels.convfirst_block import configs, fused_bwd_triton, fused_trit
 from pallas_kernels.convfirst_block.reference import ConvFirstParams, convfirst_block_reference
 from pallas_kernels.registry import AUTO, BlockOp, Implementation
 
-# Without a tuning-cache entry, 'auto' prefers the fused kernel up to C=128, where it beat XLA on the
-# H100 (3.2x at 56x56x64, 1.7x at 28x28x128); at C=256 it was slower (docs/kernels.md). The fused
-# backward ('bwd_impl=auto') follows the same rule.
+# Without a tuning-cache entry, 'auto' tries, in order: mosaic_mlp (Hopper, C a multiple of 64 up to
+# 256: it beat every other implementation at all three of convfirst_tiny's stage shapes on the H200),
+# the Triton fused kernel up to C=128 (3.2x / 1.7x over 'xla' on the H100 at 56x56x64 / 28x28x128,
+# slower at C=256), then xla_native (faster than 'xla' at every measured ConvFirst and ConvNeXt shape).
+# Each refusal is logged once per shape. The backward prefers autodiff in the compute dtype: the
+# xla_native training step of convfirst_tiny_ln (30.5 ms, H200) beat the fused backward's (54-57 ms,
+# H100) by far more than the two parts differ; bwd_impl='pallas_fused' still forces the fused one.
+# Measurements: benchmarks/results/mosaic_mlp, docs/kernels.md.
 FUSED_PREFERRED_MAX_C = 128
 
 
-def _prefer_fused(x, params, static) -> tuple[str, ...]:
-    return (("pallas_fused",) if x.shape[-1] <= FUSED_PREFERRED_MAX_C else ()) + ("xla",)
+def _auto_order(x, params, static) -> tuple[str, ...]:
+    fused = ("pallas_fused",) if x.shape[-1] <= FUSED_PREFERRED_MAX_C else ()
+    return ("mosaic_mlp",) + fused + ("xla_native", "xla")
 
 
-CONVFIRST_BLOCK = BlockOp("convfirst_block", convfirst_block_reference, auto_order=_prefer_fused,
-                          bwd_auto_order=_prefer_fused)
+CONVFIRST_BLOCK = BlockOp("convfirst_block", convfirst_block_reference, auto_order=_auto_order,
+                          bwd_auto_order=lambda x, params, static: ("xla_native", "xla"))
 CONVFIRST_BLOCK.register_bwd(Implementation(
     "pallas_fused", fused_bwd_triton.convfirst_fused_bwd, check=fused_bwd_triton.check, interpretable=True,
     config_cls=configs.BwdConfig, candidates=lambda prob, p: configs.bwd_candidates(prob.c, prob.hidden)))

@@ -23,7 +23,7 @@ from __future__ import annotations
 from experiments.configs.reproduce import experiment, group
 from train.config_utils import parse_arg
 
-IMPLS = ("xla", "xla_native", "pallas_fused", "pallas_layerwise")
+IMPLS = ("xla", "xla_native", "pallas_fused", "mosaic_mlp", "pallas_layerwise")
 
 
 def get_config(arg=None):
