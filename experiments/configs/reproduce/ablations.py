@@ -7,8 +7,9 @@
 - expansion: ConvFirst-T's blocks with E = 4 and 6;
 - batch: img/s of whole models from batch 1 to 256;
 - tiles: every candidate tile config of the fused kernels on each block (the autotuner's search space);
-- training: forward + backward of ConvFirst-T-LN's blocks for every forward/backward pairing of xla
-  and pallas_fused (`impl` / `bwd_impl`; what fusion buys in training).
+- training: forward + backward of ConvFirst-T-LN's blocks for every pairing of the forwards xla,
+  xla_native, pallas_fused, mosaic_mlp with the backwards xla, xla_native, pallas_fused (`impl` /
+  `bwd_impl`; what fusion buys in training, against both XLA baselines).
 
 Run (H100 or H200; about 25 min in all, --time-limit splits it into commands that resume):
 
@@ -24,6 +25,7 @@ from experiments.configs.reproduce import experiment, group
 from train.config_utils import parse_arg
 
 IMPLS = ("xla", "xla_native", "pallas_fused", "mosaic_mlp", "pallas_layerwise")
+TRAIN_FWD, TRAIN_BWD = ("xla", "xla_native", "pallas_fused", "mosaic_mlp"), ("xla", "xla_native", "pallas_fused")
 
 
 def get_config(arg=None):
@@ -48,8 +50,8 @@ def get_config(arg=None):
         group("batch", "bench_model", {"model": whole, "impl": compare, "batch": batches}, oom_retry=False, **timing),
         group("tiles", "tile_sweep", {"model": impl_models}, impl="pallas_fused", batch=batch,
               max_configs=a.max_configs, **timing),
-        group("training", "bench_block_train", {"model": (train_model,), "impl": ("xla", "pallas_fused"),
-                                                "bwd_impl": ("xla", "pallas_fused")}, batch=batch, **timing),
+        group("training", "bench_block_train", {"model": (train_model,), "impl": TRAIN_FWD,
+                                                "bwd_impl": TRAIN_BWD}, batch=batch, **timing),
     ]
     if mbconv:
         groups.insert(2, group("group_width_mbconv", "bench_model", {"model": mbconv, "impl": compare},
