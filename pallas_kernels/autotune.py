@@ -106,7 +106,9 @@ def cached_config(op: str, impl: str, x, params, static: dict) -> dict | None:
 
 
 def tune(problem, *, dtype, impls=None, max_configs: int = 12, protocol=None, log=print) -> dict:
-    """Time each implementation (each candidate config where it has a space) on `problem`."""
+    """Time each implementation (each candidate config where it has a space) on `problem`; the
+    fastest config of each implementation that also matches the reference wins (a fast but wrong
+    config is recorded in `errors` and never cached)."""
     import jax.numpy as jnp
 
     from pallas_kernels import OPS
@@ -118,7 +120,7 @@ def tune(problem, *, dtype, impls=None, max_configs: int = 12, protocol=None, lo
     static = problem.static()
     x0 = problem.make_x(jax.random.key(2), dtype)
     make = lambda i: (problem.make_x(jax.random.key(100 + i), dtype),)  # noqa: E731
-    times, configs, errors = {}, {}, {}
+    timed, errors = {}, {}  # name -> [(ms, config)]
     for name in impls or op.names:
         reason = op.why_unsupported(name, x0, params, jax.default_backend(), **static)
         if reason:
@@ -134,16 +136,42 @@ def tune(problem, *, dtype, impls=None, max_configs: int = 12, protocol=None, lo
                 errors[f"{name}:{cfg}"] = f"{type(e).__name__}: {str(e)[:200]}"
                 continue
             log(f"  {problem.label()} {name} {cfg or ''}: {ms:.4f} ms")
-            if ms < times.get(name, float("inf")):
+            timed.setdefault(name, []).append((ms, cfg))
+    times, configs = {}, {}
+    with jax.default_matmul_precision("highest"):
+        reference = op.reference(x0.astype(jnp.float32), params, **static)
+    for name, runs in timed.items():
+        for ms, cfg in sorted(runs, key=lambda r: r[0]):
+            if (wrong := _wrong_result(op, problem, params, static, x0, reference, name, cfg)) is None:
                 times[name] = ms
                 if cfg is not None:
                     configs[name] = cfg.to_dict()
+                break
+            errors[f"{name}:{cfg}"] = wrong
+            log(f"  {problem.label()} {name} {cfg or ''}: REJECTED, {wrong}")
     if not times:
         raise RuntimeError(f"no implementation ran {problem.label()}: {errors}")
     best = min(times, key=times.get)
     return {"best_impl": best, "times_ms": times, "configs": configs, "errors": errors,
             "dtype": jnp.dtype(dtype).name, "protocol": protocol.describe(),
             "measured": datetime.date.today().isoformat(), "_key": shape_key(problem.op, x0, params, static)}
+
+
+def _wrong_result(op, problem, params, static, x, reference, name, cfg) -> str | None:
+    """None when `name` with `cfg` matches the float32 reference within the dtype's tolerance for the
+    block's accumulation depth (the same bound the kernel tests use), else what is wrong."""
+    import numpy as np
+
+    from pallas_kernels.common import rel_tolerance, relative_l2
+
+    y = np.asarray(op(x, params, impl=name, config=cfg, **static), np.float32)
+    depth = max(problem.hidden, problem.c, problem.kernel_size ** 2 * problem.group_width)
+    tol = rel_tolerance(x.dtype, depth)
+    if not np.isfinite(y).all():
+        return f"wrong result: {(~np.isfinite(y)).sum()} non-finite outputs"
+    if (err := relative_l2(y, np.asarray(reference, np.float32))) >= tol:
+        return f"wrong result: relative L2 error {err:.2e} >= {tol:.2e}"
+    return None
 
 
 def write_entries(results: list[dict], batch: int, device_kind: str | None = None) -> Path:

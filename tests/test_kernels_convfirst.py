@@ -226,3 +226,35 @@ def test_autotune_reads_a_sibling_parts_cache_with_a_warning(tmp_path, monkeypat
     autotune.write_entries([], batch=128, device_kind=h200)
     assert autotune.read_path(h200) == tmp_path / "nvidia_h200.json"
     assert autotune.read_path("Test GPU") == tmp_path / "test_gpu.json"  # no sibling: its own path
+
+
+def test_autotune_never_caches_a_fast_but_wrong_config(monkeypatch):
+    """The tuner checks each implementation's fastest config against the reference before taking it:
+    a config that returns wrong values is rejected with the error, the next fastest is checked."""
+    import dataclasses
+
+    from pallas_kernels import OPS
+    from pallas_kernels.timing import Timing
+
+    prob = cf(1, 6, 6, 32, 64)
+    good, broken, slow = FusedConfig(4, 4, 16, 32, 4, 2), FusedConfig(4, 8, 16, 32, 4, 2), FusedConfig(8, 8, 16, 32)
+    real = OPS["convfirst_block"].implementations["pallas_fused"]
+
+    def fn(x, params, *, config, **static):
+        y = real.fn(x, params, config=config, **static)
+        return y + 1 if config == broken else y  # a wrong epilogue
+
+    monkeypatch.setitem(OPS["convfirst_block"].implementations, "pallas_fused", dataclasses.replace(
+        real, fn=fn, candidates=lambda problem, params: [broken, good, slow]))
+    fake_ms = {broken: 1.0, good: 2.0, slow: 3.0, None: 5.0}
+
+    def time_call(fn, make, *, protocol):  # the broken config is the fastest; tune's fn binds cfg=...
+        ms = fake_ms[fn.__defaults__[0]]
+        return Timing(ms, ms, ms, ms, "fake", 1, 1)
+
+    monkeypatch.setattr("pallas_kernels.timing.time_call", time_call)
+    result = autotune.tune(prob, dtype=BF16, impls=["pallas_fused", "xla"], log=lambda *_: None)
+    assert result["configs"]["pallas_fused"] == good.to_dict() and result["times_ms"]["pallas_fused"] == 2.0
+    assert result["best_impl"] == "pallas_fused" and result["times_ms"]["xla"] == 5.0
+    assert "wrong result: relative L2 error" in result["errors"][f"pallas_fused:{broken}"]
+    assert f"pallas_fused:{slow}" not in result["errors"]  # checked in speed order: never reached
