@@ -3,8 +3,9 @@ runner, the reports and every plot can be tested on a CPU. NOT MEASUREMENTS.
 
 A kernel's fake time is FACTOR x its waterline bound max(C/P, D/B) on the H100 of the hardware table,
 for the execution the block would get on a GPU (the cost model's block-fused execution where the
-registry would pick an implementation that keeps the hidden activation on chip, else layer-wise). Rows have the columns of convfirst.benchmark's rows, with
-timing_method='fake', device and protocol saying so; reports print a banner over them.
+registry would pick an implementation that keeps the hidden activation on chip, else layer-wise).
+Rows have the columns of convfirst.benchmark's rows, with timing_method='fake', device and protocol
+saying so; reports print a banner over them.
 """
 from __future__ import annotations
 

@@ -40,6 +40,9 @@ CASES = [  # 70 and 98 pixels: the last 64-row tile is padded; two pipeline step
     (cf(1, 4, 16, 256, 128, act="none"), MosaicMLPConfig(64, 64, 1), BF16),
     (cf(2, 5, 7, 128, 256), MosaicMLPConfig(64, 64, 2, x_buffer=False), BF16),
     (cf(1, 6, 6, 64, 128, residual=False), MosaicMLPConfig(64, 128, 1, x_buffer=False), BF16),
+    # two compute warpgroups fed by a producer warpgroup (128 rows per program; 162 and 81 pixels)
+    (cf(2, 9, 9, 64, 256, layer_norm=True), MosaicMLPConfig(64, 64, 2, warpgroups=2), BF16),
+    (cf(1, 9, 9, 128, 384, act="gelu_tanh"), MosaicMLPConfig(64, 128, 2, x_buffer=False, warpgroups=2), F16),
 ]
 
 
@@ -84,6 +87,9 @@ def test_float32_input_and_bad_configs_are_refused():
     x, params = _inputs(prob, BF16)
     with pytest.raises(UnsupportedError, match="float32"):
         convfirst_block(x.astype(jnp.float32), params, impl="mosaic_mlp", **prob.static())
+    with pytest.raises(UnsupportedError, match="producer warpgroup"):
+        convfirst_block(x, params, impl="mosaic_mlp", config=MosaicMLPConfig(64, 64, 1, warpgroups=2),
+                        **prob.static())
     with pytest.raises(UnsupportedError, match="block_h=96"):
         convfirst_block(x, params, impl="mosaic_mlp", config=MosaicMLPConfig(64, 96), **prob.static())
     big = cf(1, 8, 8, 256, 1024)

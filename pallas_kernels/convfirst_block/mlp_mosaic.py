@@ -9,8 +9,10 @@ k=1 rows) and XLA pays an HBM round trip of the 4C hidden activation. Here one w
 `block_m` pixels keeps t (block_m x C) in shared memory, streams W1/W2 in `block_h` hidden
 chunks through a TMA pipeline, computes h = act(t @ W1_chunk + b1) with wgmma into registers,
 stores it to shared memory (Mosaic's GPU interpreter, used by the CPU tests, takes shared-memory
-wgmma operands only) and accumulates acc += h @ W2_chunk; the hidden activation never leaves the SM. t makes one HBM round trip (2C per pixel, small next to the 2x C x 4C MACs of
-the MLP at C=256).
+wgmma operands only) and accumulates acc += h @ W2_chunk; the hidden activation never leaves the
+SM. t makes one HBM round trip (2C per pixel, small next to the 2 x C x 4C MACs of the MLP at
+C=256). With `warpgroups=2` a producer warpgroup streams each weight chunk once for two compute
+warpgroups (warp-specialized pipeline).
 """
 from __future__ import annotations
 
@@ -42,20 +44,27 @@ def INTERPRET_PARAMS():  # noqa: N802 - a constant built lazily (plgpu may be mi
 
 @dataclass(frozen=True)
 class MosaicMLPConfig(Serializable):
-    """block_m pixels per program (one warpgroup: a multiple of 64), block_h hidden channels per
+    """block_m pixels per compute warpgroup (64: one wgmma row block), block_h hidden channels per
     pipeline step, max_concurrent_steps W1/W2 chunks in flight. x_buffer: the residual tile has its
     own shared-memory buffer, fetched at the start; False loads it into t's buffer after the last
-    expand GEMM (not overlapped within the program, but less shared memory: more programs per SM)."""
+    expand GEMM (not overlapped within the program, but less shared memory: more programs per SM).
+    warpgroups: compute warpgroups per program; with 2, a third (producer) warpgroup streams each
+    W1/W2 chunk once for both (half the weight traffic per pixel; warp-specialized pipeline)."""
 
     block_m: int = 64
     block_h: int = 64
     max_concurrent_steps: int = 2
     x_buffer: bool = True
+    warpgroups: int = 1
+
+    @property
+    def rows(self) -> int:
+        return self.block_m * self.warpgroups
 
     def smem_bytes(self, c: int, hidden: int, itemsize: int = 2) -> int:
-        tiles = ((1 + self.x_buffer) * c + self.block_h) * self.block_m * itemsize  # t, x/y and h tiles
+        tiles = ((1 + self.x_buffer) * c + self.block_h) * self.rows * itemsize  # t, x/y and h tiles
         weights = self.max_concurrent_steps * 2 * c * self.block_h * itemsize
-        return tiles + weights + 4 * (c + hidden) + 1024  # + f32 biases, barriers and alignment
+        return tiles + weights + 4 * self.warpgroups * (c + hidden) + 1024  # + f32 biases, barriers
 
 
 def heuristic(c: int, hidden: int) -> MosaicMLPConfig:
@@ -63,8 +72,9 @@ def heuristic(c: int, hidden: int) -> MosaicMLPConfig:
 
 
 def candidates(c: int, hidden: int) -> list[MosaicMLPConfig]:
-    out = [cfg for bh in (64, 128) for s in (1, 2, 3, 4) for xb in (True, False)
-           if hidden % bh == 0 and (cfg := MosaicMLPConfig(64, bh, s, xb)).smem_bytes(c, hidden) <= SMEM_BYTES]
+    out = [cfg for bh in (64, 128) for s in (1, 2, 3, 4) for xb in (True, False) for wgs in (1, 2)
+           if hidden % bh == 0 and (s >= 2 or wgs == 1)
+           and (cfg := MosaicMLPConfig(64, bh, s, xb, wgs)).smem_bytes(c, hidden) <= SMEM_BYTES]
     return ranked(heuristic(c, hidden), out)
 
 
@@ -103,81 +113,107 @@ def _config_reason(cfg: MosaicMLPConfig, c: int, hidden: int) -> str | None:
         return f"block_m={cfg.block_m}: one warpgroup computes 64 rows"
     if cfg.block_h % 64 or cfg.block_h > 256 or hidden % cfg.block_h:
         return f"block_h={cfg.block_h} must be a multiple of 64, <= 256 and divide hidden={hidden}"
-    if cfg.max_concurrent_steps < 1:
-        return "max_concurrent_steps must be >= 1"
+    if cfg.warpgroups not in (1, 2):
+        return f"warpgroups={cfg.warpgroups}: 1 or 2 compute warpgroups"
+    if cfg.max_concurrent_steps < (1 if cfg.warpgroups == 1 else 2):
+        return "max_concurrent_steps must be >= 1 (>= 2 with a producer warpgroup)"
     if (need := cfg.smem_bytes(c, hidden)) > SMEM_BYTES:
         return f"needs {need} bytes of shared memory > {SMEM_BYTES}"
     return None
 
 
 def mlp_mosaic(t, x, w1, b1, w2, b2, *, act: str, config: MosaicMLPConfig, interpret=None):
-    """y = act(t @ w1 + b1) @ w2 + b2 (+ x when given) on (M, C) rows; M a multiple of block_m."""
+    """y = act(t @ w1 + b1) @ w2 + b2 (+ x when given) on (M, C) rows; M a multiple of the program's
+    rows (block_m x warpgroups)."""
     m, c = t.shape
     hidden = w1.shape[1]
     cfg = config
-    bm, bh = cfg.block_m, cfg.block_h
+    wgs, bm, bh = cfg.warpgroups, cfg.block_m, cfg.block_h
     dt = t.dtype
     elems = SWIZZLE // jnp.dtype(dt).itemsize
     tiles = (plgpu.TilingTransform((8, elems)), plgpu.SwizzleTransform(SWIZZLE))
+    weight_specs = [plgpu.BlockSpec((c, bh), lambda e: (0, e), transforms=tiles),
+                    plgpu.BlockSpec((bh, c), lambda e: (e, 0), transforms=tiles)]
     activation = kernel_activation(act)
     has_residual = x is not None
 
-    def body(t_gmem, x_gmem, w1_gmem, b1_gmem, w2_gmem, b2_gmem, y_gmem,
-             t_smem, x_smem, h_smem, b1_smem, b2_smem, barriers):
-        rows = pl.ds(lax.axis_index("m") * bm, bm)
-        io_smem = x_smem if cfg.x_buffer else t_smem  # holds x, then y
-        plgpu.copy_gmem_to_smem(t_gmem.at[rows], t_smem, barriers.at[0])
-        plgpu.copy_gmem_to_smem(b1_gmem, b1_smem, barriers.at[1])
-        plgpu.copy_gmem_to_smem(b2_gmem, b2_smem, barriers.at[2])
-        if has_residual and cfg.x_buffer:
-            plgpu.copy_gmem_to_smem(x_gmem.at[rows], x_smem, barriers.at[3])
-        plgpu.barrier_wait(barriers.at[0])
-        plgpu.barrier_wait(barriers.at[1])
+    def scoped(t_gmem, x_gmem, w1_gmem, b1_gmem, w2_gmem, b2_gmem, y_gmem,
+               t_smem, x_smem, h_smem, b1_smem, b2_smem, barriers):
+        wg = lax.axis_index("wg") if wgs > 1 else 0  # each compute warpgroup owns bm rows
+        t_s, h_s, b1_s, b2_s = t_smem.at[wg], h_smem.at[wg], b1_smem.at[wg], b2_smem.at[wg]
+        io_s = x_smem.at[wg] if cfg.x_buffer else t_s  # holds x, then y
+        bar = [barriers.at[4 * wg + i] for i in range(4)]
+        rows = pl.ds(lax.axis_index("m") * (wgs * bm) + wg * bm, bm)
 
-        def with_acc(acc):
-            def step(idx, w1_smem, w2_smem):
-                (e,) = idx
+        def prologue():
+            plgpu.copy_gmem_to_smem(t_gmem.at[rows], t_s, bar[0])
+            plgpu.copy_gmem_to_smem(b1_gmem, b1_s, bar[1])
+            plgpu.copy_gmem_to_smem(b2_gmem, b2_s, bar[2])
+            if has_residual and cfg.x_buffer:
+                plgpu.copy_gmem_to_smem(x_gmem.at[rows], io_s, bar[3])
+            plgpu.barrier_wait(bar[0])
+            plgpu.barrier_wait(bar[1])
 
-                def expand(acc1):
-                    plgpu.wgmma(acc1, t_smem, w1_smem)
-                    return acc1[...]
+        def step(idx, w1_smem, w2_smem, acc):
+            (e,) = idx
 
-                hid = pl.run_scoped(expand, plgpu.ACC((bm, bh), jnp.float32))
-                bias = plgpu.load(b1_smem.at[e], layout=plgpu.Layout.WGMMA.reduce(0))
-                h_smem[...] = activation(hid + lax.broadcast_in_dim(bias, (bm, bh), [1])).astype(dt)
-                plgpu.commit_smem()  # the threads' stores become visible to the async wgmma
-                plgpu.wgmma(acc, h_smem, w2_smem)
-                plgpu.wgmma_wait(0)  # w2_smem is released and h_smem reused when the step returns
+            def expand(acc1):
+                plgpu.wgmma(acc1, t_s, w1_smem)
+                return acc1[...]
 
-            plgpu.emit_pipeline(
-                step, grid=(hidden // bh,),
-                in_specs=[plgpu.BlockSpec((c, bh), lambda e: (0, e), transforms=tiles),
-                          plgpu.BlockSpec((bh, c), lambda e: (e, 0), transforms=tiles)],
-                max_concurrent_steps=cfg.max_concurrent_steps)(w1_gmem, w2_gmem)
-            return acc[...]
+            hid = pl.run_scoped(expand, plgpu.ACC((bm, bh), jnp.float32))
+            bias = plgpu.load(b1_s.at[e], layout=plgpu.Layout.WGMMA.reduce(0))
+            h_s[...] = activation(hid + lax.broadcast_in_dim(bias, (bm, bh), [1])).astype(dt)
+            plgpu.commit_smem()  # the threads' stores become visible to the async wgmma
+            plgpu.wgmma(acc, h_s, w2_smem)
+            plgpu.wgmma_wait(0)  # w2_smem is released and h_s reused when the step returns
+            return acc
 
-        y = pl.run_scoped(with_acc, plgpu.ACC((bm, c), jnp.float32))  # every wgmma has completed
-        if has_residual and not cfg.x_buffer:
-            plgpu.copy_gmem_to_smem(x_gmem.at[rows], t_smem, barriers.at[3])
-        plgpu.barrier_wait(barriers.at[2])
-        bias = plgpu.load(b2_smem, layout=plgpu.Layout.WGMMA.reduce(0))
-        y = y + lax.broadcast_in_dim(bias, (bm, c), [1])
-        if has_residual:
-            plgpu.barrier_wait(barriers.at[3])
-            y = y + plgpu.load(io_smem, layout=plgpu.Layout.WGMMA).astype(jnp.float32)
-        io_smem[...] = y.astype(dt)  # the residual tile's buffer becomes the output tile
-        plgpu.commit_smem()
-        plgpu.copy_smem_to_gmem(io_smem, y_gmem.at[rows])
-        plgpu.wait_smem_to_gmem(0)
+        def epilogue(y):  # after every wgmma has completed
+            if has_residual and not cfg.x_buffer:
+                plgpu.copy_gmem_to_smem(x_gmem.at[rows], t_s, bar[3])
+            plgpu.barrier_wait(bar[2])
+            bias = plgpu.load(b2_s, layout=plgpu.Layout.WGMMA.reduce(0))
+            y = y + lax.broadcast_in_dim(bias, (bm, c), [1])
+            if has_residual:
+                plgpu.barrier_wait(bar[3])
+                y = y + plgpu.load(io_s, layout=plgpu.Layout.WGMMA).astype(jnp.float32)
+            io_s[...] = y.astype(dt)  # the residual tile's buffer becomes the output tile
+            plgpu.commit_smem()
+            plgpu.copy_smem_to_gmem(io_s, y_gmem.at[rows])
+            plgpu.wait_smem_to_gmem(0)
+
+        def run(eval_pipeline):  # in each compute warpgroup
+            prologue()
+            epilogue(pl.run_scoped(lambda acc: eval_pipeline(acc)[...], plgpu.ACC((bm, c), jnp.float32)))
+
+        steps = cfg.max_concurrent_steps
+        if wgs == 1:
+            def eval_pipeline(acc):
+                plgpu.emit_pipeline(lambda idx, a, b: step(idx, a, b, acc), grid=(hidden // bh,),
+                                    in_specs=weight_specs, max_concurrent_steps=steps)(w1_gmem, w2_gmem)
+                return acc
+
+            run(eval_pipeline)
+        else:  # a producer warpgroup streams the weight chunks, shared by the compute warpgroups
+            plgpu.emit_pipeline_warp_specialized(
+                step, grid=(hidden // bh,), memory_registers=40, in_specs=weight_specs,
+                max_concurrent_steps=steps, wg_axis="wg", num_compute_wgs=wgs,
+                compute_context=run)(w1_gmem, w2_gmem)
+
+    scratch = [plgpu.SMEM((wgs, bm, c), dt, transforms=tiles),
+               plgpu.SMEM((wgs, bm, c), dt, transforms=tiles) if cfg.x_buffer else None,
+               plgpu.SMEM((wgs, bm, bh), dt, transforms=tiles),
+               plgpu.SMEM((wgs, hidden // bh, bh), jnp.float32), plgpu.SMEM((wgs, c), jnp.float32),
+               plgpu.Barrier(num_barriers=4 * wgs)]
+
+    def body(*gmem):
+        pl.run_scoped(lambda *smem: scoped(*gmem, *smem), *scratch,
+                      **({"collective_axes": "wg"} if wgs > 1 else {}))
 
     kernel = plgpu.kernel(
-        body, out_type=jax.ShapeDtypeStruct((m, c), dt),
-        scratch_types=[plgpu.SMEM((bm, c), dt, transforms=tiles),
-                       plgpu.SMEM((bm, c), dt, transforms=tiles) if cfg.x_buffer else None,
-                       plgpu.SMEM((bm, bh), dt, transforms=tiles),
-                       plgpu.SMEM((hidden // bh, bh), jnp.float32), plgpu.SMEM((c,), jnp.float32),
-                       plgpu.Barrier(num_barriers=4)],
-        grid=(m // bm,), grid_names=("m",), interpret=interpret,
+        body, out_type=jax.ShapeDtypeStruct((m, c), dt), grid=(m // (wgs * bm),), grid_names=("m",),
+        **({"num_threads": wgs + 1, "thread_name": "wg"} if wgs > 1 else {}), interpret=interpret,
         compiler_params=plgpu.CompilerParams(approx_math=True))
     return kernel(t, x if has_residual else t, w1.astype(dt), b1.astype(jnp.float32).reshape(-1, bh), w2.astype(dt),
                   b2.astype(jnp.float32))
@@ -199,7 +235,7 @@ def convfirst_mosaic_mlp(x, params: ConvFirstParams, *, config: MosaicMLPConfig 
     if params.ln_scale is not None:
         t = layer_norm(t.astype(jnp.float32), params.ln_scale, params.ln_bias, ln_eps).astype(dt)
     m = n * h * w
-    pad = -m % cfg.block_m  # a partial last tile: pad rows (one extra copy; batch 128 needs none)
+    pad = -m % cfg.rows  # a partial last tile: pad rows (one extra copy; batch 128 needs none)
     rows = lambda a: jnp.pad(a.reshape(m, c), ((0, pad), (0, 0))) if pad else a.reshape(m, c)  # noqa: E731
     y = mlp_mosaic(rows(t), rows(x) if residual else None, params.w_expand, params.b_expand,
                    params.w_project, params.b_project, act=act, config=cfg,
