@@ -68,7 +68,8 @@ class MosaicMLPConfig(Serializable):
 
 
 def heuristic(c: int, hidden: int) -> MosaicMLPConfig:
-    return MosaicMLPConfig(64, 64 if hidden % 64 == 0 else hidden, 2)
+    """The best config at all three convfirst_tiny stage shapes on the H200 (run_i.log)."""
+    return MosaicMLPConfig(64, 64, 2)
 
 
 def candidates(c: int, hidden: int) -> list[MosaicMLPConfig]:
@@ -231,13 +232,16 @@ def convfirst_mosaic_mlp(x, params: ConvFirstParams, *, config: MosaicMLPConfig 
     if (reason := _config_reason(cfg, c, hidden)) is not None:
         raise UnsupportedError(f"mosaic_mlp config {cfg}: {reason}")
     dt = x.dtype
-    t = grouped_conv(x, params.w_conv, group_width, out_dtype=dt) + params.b_conv.astype(dt)
+    t = grouped_conv(x, params.w_conv, group_width, out_dtype=dt)
+    b_expand = params.b_expand
     if params.ln_scale is not None:
-        t = layer_norm(t.astype(jnp.float32), params.ln_scale, params.ln_bias, ln_eps).astype(dt)
+        t = layer_norm(t.astype(jnp.float32) + params.b_conv, params.ln_scale, params.ln_bias, ln_eps).astype(dt)
+    else:  # (t + b) W1 + b1 = t W1 + (b W1 + b1): the conv bias folds into the expand bias (f32)
+        b_expand = b_expand + jnp.dot(params.b_conv, params.w_expand, precision="highest")
     m = n * h * w
     pad = -m % cfg.rows  # a partial last tile: pad rows (one extra copy; batch 128 needs none)
     rows = lambda a: jnp.pad(a.reshape(m, c), ((0, pad), (0, 0))) if pad else a.reshape(m, c)  # noqa: E731
-    y = mlp_mosaic(rows(t), rows(x) if residual else None, params.w_expand, params.b_expand,
+    y = mlp_mosaic(rows(t), rows(x) if residual else None, params.w_expand, b_expand,
                    params.w_project, params.b_project, act=act, config=cfg,
                    interpret=INTERPRET_PARAMS() if interpret_mode() else None)
     return y[:m].reshape(n, h, w, c)
