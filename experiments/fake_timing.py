@@ -53,6 +53,8 @@ def _impl(problem, impl: str, dtype: str) -> tuple[str | None, str | None]:
         chosen = selected_impl(problem, impl, dt, "gpu")
         return (chosen, None) if chosen else (None, "no implementation can run this block")
     op = OPS[problem.op]
+    if impl not in op.names:  # as benchmark.bench_block reports it
+        return None, f"{problem.op} has no implementation {impl!r}"
     x = jax.ShapeDtypeStruct(problem.x_shape(), dt)
     params = jax.eval_shape(problem.make_params, jax.random.key(1))
     reason = op.why_unsupported(impl, x, params, "gpu", **problem.static())

@@ -419,3 +419,12 @@ def test_autotuning_outliers_are_rerun_in_fresh_processes_and_left_out(tmp_path,
     # cuDNN's fp32 engine is an outlier only in a 16-bit program
     fp32_engine = {"per_kernel": [["_Z33convolve_common_engine_float_NHWCIffLi1024E", 9.0]]}
     assert outlier_reason(fp32_engine, "bf16") and outlier_reason(fp32_engine, "f32") is None
+
+
+def test_fake_timing_reports_an_implementation_the_op_lacks_as_unsupported():
+    """mosaic_mlp exists for ConvFirst blocks only: an MBConv cell gets the reason, as on the GPU."""
+    from experiments import fake_timing
+    from pallas_kernels.problems import BlockProblem
+
+    mbconv = BlockProblem("mbconv_block", 2, 8, 8, 24, 144, group_width=1)
+    assert fake_timing._impl(mbconv, "mosaic_mlp", "bf16") == (None, "mbconv_block has no implementation 'mosaic_mlp'")

@@ -34,6 +34,7 @@ except ImportError:  # pragma: no cover - a jax without Mosaic GPU
     plgpu = None
 
 SMEM_BYTES = 232448  # H100/H200, as Mosaic GPU reports it
+SMEM_ALIGNMENT = 1024  # Mosaic rounds every shared-memory allocation up to this
 SWIZZLE = 128  # bytes: 64 bf16/fp16 elements per swizzled row
 
 
@@ -62,9 +63,12 @@ class MosaicMLPConfig(Serializable):
         return self.block_m * self.warpgroups
 
     def smem_bytes(self, c: int, hidden: int, itemsize: int = 2) -> int:
-        tiles = ((1 + self.x_buffer) * c + self.block_h) * self.rows * itemsize  # t, x/y and h tiles
-        weights = self.max_concurrent_steps * 2 * c * self.block_h * itemsize
-        return tiles + weights + 4 * self.warpgroups * (c + hidden) + 1024  # + f32 biases, barriers
+        """Shared memory as Mosaic allocates it: every buffer rounded up to 1 KiB."""
+        buffers = [self.rows * c * itemsize] * (1 + self.x_buffer) + [self.rows * self.block_h * itemsize]
+        buffers += [self.max_concurrent_steps * c * self.block_h * itemsize] * 2  # W1, W2 chunks
+        buffers += [4 * self.warpgroups * hidden, 4 * self.warpgroups * c]  # f32 biases
+        buffers += [8 * 4 * self.warpgroups, 8 * 4 * self.max_concurrent_steps]  # ours, the pipeline's barriers
+        return sum(-(-n // SMEM_ALIGNMENT) * SMEM_ALIGNMENT for n in buffers)
 
 
 def heuristic(c: int, hidden: int) -> MosaicMLPConfig:
@@ -94,6 +98,8 @@ def check(x, params: ConvFirstParams, *, platform=None, act: str = "silu", **_) 
         return f"C={c} must be a multiple of 64 and <= 256 (128-byte swizzled tiles, wgmma N <= 256)"
     if hidden % 64:
         return f"hidden width {hidden} must be a multiple of 64"
+    if (need := heuristic(c, hidden).smem_bytes(c, hidden)) > SMEM_BYTES:
+        return f"C={c}, hidden={hidden}: even the default tiles need {need} bytes of shared memory > {SMEM_BYTES}"
     if params.w_project.shape[1] != c:
         return "needs C_out == C_in"
     if act not in ("silu", "gelu_tanh", "relu", "none"):
