@@ -158,24 +158,13 @@ def tune(problem, *, dtype, impls=None, max_configs: int = 12, protocol=None, lo
 
 
 def _wrong_result(op, problem, params, static, x, reference, name, cfg) -> str | None:
-    """None when `name` with `cfg` matches the float32 reference within the dtype's tolerance for the
-    block's accumulation depth (the same bound the kernel tests use), else what is wrong."""
-    import numpy as np
+    """None when `name` with `cfg` matches the float32 reference by the kernel tests' rule, else what
+    is wrong."""
+    from pallas_kernels.common import mismatch
 
-    from pallas_kernels.common import rel_tolerance, relative_l2
-
-    y = np.asarray(op(x, params, impl=name, config=cfg, **static), np.float32)
-    depth = max(problem.hidden, problem.c, problem.kernel_size ** 2 * problem.group_width)
-    tol = rel_tolerance(x.dtype, depth)
-    if not np.isfinite(y).all():
-        return f"wrong result: {(~np.isfinite(y)).sum()} non-finite outputs"
-    reference = np.asarray(reference, np.float32)
-    if (err := relative_l2(y, reference)) >= tol:
-        return f"wrong result: relative L2 error {err:.2e} >= {tol:.2e}"
-    # a few wrong pixels (a dropped tile) barely move the L2 norm: bound the worst element too
-    if (worst := np.abs(y - reference).max() / np.sqrt(np.mean(np.square(reference)))) >= 8 * tol:
-        return f"wrong result: max error {worst:.2e} x rms(reference) >= {8 * tol:.2e}"
-    return None
+    y = op(x, params, impl=name, config=cfg, **static)
+    wrong = mismatch(y, reference, x.dtype, problem.accumulation_depth())
+    return None if wrong is None else f"wrong result: {wrong}"
 
 
 def write_entries(results: list[dict], batch: int, device_kind: str | None = None) -> Path:

@@ -115,6 +115,27 @@ def relative_l2(y, ref) -> float:
     return float(np.linalg.norm(y - ref) / np.linalg.norm(ref))
 
 
+def mismatch(y, ref, dtype, depth: int, scale: float = 1.0) -> str | None:
+    """None when y (a kernel output in `dtype`) matches a float32 reference: fully written (finite),
+    relative L2 error within the dtype/depth tolerance (times `scale`), and no single element far
+    off (a wrong border pixel or a dropped tile hides in an L2 norm); else what is wrong. The kernel
+    tests and the autotuner judge outputs by this one rule."""
+    import numpy as np
+
+    y, ref = np.asarray(jnp.asarray(y).astype(jnp.float32)), np.asarray(ref, np.float32)
+    if y.shape != ref.shape:
+        return f"shape {y.shape} != reference shape {ref.shape}"
+    if not np.isfinite(y).all():
+        return f"{(~np.isfinite(y)).sum()} of {y.size} outputs unwritten or non-finite"
+    err, tol = relative_l2(y, ref), scale * rel_tolerance(dtype, depth)
+    if err >= tol:
+        return f"relative L2 error {err:.2e} >= {tol:.2e}"
+    worst = np.abs(y - ref).max() / np.sqrt(np.mean(np.square(ref)))
+    if worst >= 8 * tol:
+        return f"max error {worst:.2e} x rms(ref) >= {8 * tol:.2e}"
+    return None
+
+
 def rel_tolerance(dtype, depth: int) -> float:
     """Relative-L2 error bound for a kernel in `dtype` against a float32 reference computed from the
     same rounded inputs: a few roundings of intermediates to `dtype` (unit roundoff u) whose errors

@@ -58,6 +58,10 @@ class BlockProblem:
         se = self.batch * 2 * self.hidden * self.se_channels
         return expand + conv + se + self.batch * ho * wo * self.hidden * self.out_channels
 
+    def accumulation_depth(self) -> int:
+        """The longest f32 accumulation in the block: what its error tolerance scales with."""
+        return max(self.hidden, self.c, self.kernel_size ** 2 * self.group_width)
+
     def x_shape(self) -> tuple[int, int, int, int]:
         return (self.batch, self.h, self.w, self.c)
 

@@ -30,11 +30,6 @@ from pallas_kernels.problems import BlockProblem  # noqa: E402
 pytestmark = pytest.mark.gpu
 
 
-
-def _depth(prob) -> int:
-    return max(prob.hidden, prob.c, prob.kernel_size ** 2 * prob.group_width)
-
-
 def check_impl(prob, impl, dtype, config=None):
     op = OPS[prob.op]
     seed = seed_of(prob.label(), jnp.dtype(dtype).name)
@@ -54,7 +49,7 @@ def check_impl(prob, impl, dtype, config=None):
     fn = jax.jit(functools.partial(op, impl=impl, config=config, **prob.static()))
     out_shape = jax.eval_shape(fn, x, params)
     jnp.full(out_shape.shape, jnp.nan, out_shape.dtype).block_until_ready().delete()  # poison
-    assert_close(fn(x, params), ref, dtype, _depth(prob))
+    assert_close(fn(x, params), ref, dtype, prob.accumulation_depth())
 
 
 @pytest.mark.parametrize("prob,impl", [(p, name) for p in PROBLEMS for name in OPS[p.op].names],
