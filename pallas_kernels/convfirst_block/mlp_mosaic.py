@@ -50,21 +50,35 @@ class MosaicMLPConfig(Serializable):
     own shared-memory buffer, fetched at the start; False loads it into t's buffer after the last
     expand GEMM (not overlapped within the program, but less shared memory: more programs per SM).
     warpgroups: compute warpgroups per program; with 2, a third (producer) warpgroup streams each
-    W1/W2 chunk once for both (half the weight traffic per pixel; warp-specialized pipeline)."""
+    W1/W2 chunk once for both (half the weight traffic per pixel; warp-specialized pipeline).
+    cluster: programs per cluster; with 2 the producer multicasts each chunk by TMA to both
+    programs' shared memory (half the L2 traffic again). h_regs: the activated hidden chunk feeds
+    the project GEMM from registers instead of a shared-memory round trip (GPU only: Mosaic's
+    simulator takes shared-memory operands). delay_release: 1 leaves the project GEMM of a step in
+    flight while the next step's expand GEMM is issued (its weight chunk released a step later)."""
 
     block_m: int = 64
     block_h: int = 64
     max_concurrent_steps: int = 2
     x_buffer: bool = True
     warpgroups: int = 1
+    cluster: int = 1
+    h_regs: bool = False
+    delay_release: int = 0
+
+    @property
+    def warp_specialized(self) -> bool:
+        return self.warpgroups > 1 or self.cluster > 1
 
     @property
     def rows(self) -> int:
+        """Rows (pixels) per program."""
         return self.block_m * self.warpgroups
 
     def smem_bytes(self, c: int, hidden: int, itemsize: int = 2) -> int:
         """Shared memory as Mosaic allocates it: every buffer rounded up to 1 KiB."""
-        buffers = [self.rows * c * itemsize] * (1 + self.x_buffer) + [self.rows * self.block_h * itemsize]
+        buffers = [self.rows * c * itemsize] * (1 + self.x_buffer)
+        buffers += [] if self.h_regs else [self.rows * self.block_h * itemsize]
         buffers += [self.max_concurrent_steps * c * self.block_h * itemsize] * 2  # W1, W2 chunks
         buffers += [4 * self.warpgroups * hidden, 4 * self.warpgroups * c]  # f32 biases
         buffers += [8 * 4 * self.warpgroups, 8 * 4 * self.max_concurrent_steps]  # ours, the pipeline's barriers
@@ -122,35 +136,45 @@ def _config_reason(cfg: MosaicMLPConfig, c: int, hidden: int) -> str | None:
         return f"block_h={cfg.block_h} must be a multiple of 64, <= 256 and divide hidden={hidden}"
     if cfg.warpgroups not in (1, 2):
         return f"warpgroups={cfg.warpgroups}: 1 or 2 compute warpgroups"
-    if cfg.max_concurrent_steps < (1 if cfg.warpgroups == 1 else 2):
-        return "max_concurrent_steps must be >= 1 (>= 2 with a producer warpgroup)"
+    if cfg.cluster not in (1, 2):
+        return f"cluster={cfg.cluster}: 1 or 2 programs per cluster"
+    if cfg.delay_release not in (0, 1):
+        return f"delay_release={cfg.delay_release}: 0 or 1"
+    if cfg.max_concurrent_steps < max(2 if cfg.warp_specialized else 1, 1 + cfg.delay_release):
+        return (f"max_concurrent_steps={cfg.max_concurrent_steps} too small: >= 2 with a producer warpgroup, "
+                "> delay_release")
+    if cfg.h_regs and interpret_mode():
+        return "h_regs (a register wgmma operand) runs on the GPU only: Mosaic's simulator takes shared-memory operands"
     if (need := cfg.smem_bytes(c, hidden)) > SMEM_BYTES:
         return f"needs {need} bytes of shared memory > {SMEM_BYTES}"
     return None
 
 
 def mlp_mosaic(t, x, w1, b1, w2, b2, *, act: str, config: MosaicMLPConfig, interpret=None):
-    """y = act(t @ w1 + b1) @ w2 + b2 (+ x when given) on (M, C) rows; M a multiple of the program's
-    rows (block_m x warpgroups)."""
+    """y = act(t @ w1 + b1) @ w2 + b2 (+ x when given) on (M, C) rows; M a multiple of the rows of
+    one cluster (block_m x warpgroups x cluster)."""
     m, c = t.shape
     hidden = w1.shape[1]
     cfg = config
-    wgs, bm, bh = cfg.warpgroups, cfg.block_m, cfg.block_h
+    wgs, bm, bh, ncl = cfg.warpgroups, cfg.block_m, cfg.block_h, cfg.cluster
     dt = t.dtype
     elems = SWIZZLE // jnp.dtype(dt).itemsize
     tiles = (plgpu.TilingTransform((8, elems)), plgpu.SwizzleTransform(SWIZZLE))
-    weight_specs = [plgpu.BlockSpec((c, bh), lambda e: (0, e), transforms=tiles),
-                    plgpu.BlockSpec((bh, c), lambda e: (e, 0), transforms=tiles)]
+    shared = dict(transforms=tiles, delay_release=cfg.delay_release,
+                  **({"collective_axes": ("cl",)} if ncl > 1 else {}))
+    weight_specs = [plgpu.BlockSpec((c, bh), lambda e: (0, e), **shared),
+                    plgpu.BlockSpec((bh, c), lambda e: (e, 0), **shared)]
     activation = kernel_activation(act)
     has_residual = x is not None
 
     def scoped(t_gmem, x_gmem, w1_gmem, b1_gmem, w2_gmem, b2_gmem, y_gmem,
                t_smem, x_smem, h_smem, b1_smem, b2_smem, barriers):
-        wg = lax.axis_index("wg") if wgs > 1 else 0  # each compute warpgroup owns bm rows
-        t_s, h_s, b1_s, b2_s = t_smem.at[wg], h_smem.at[wg], b1_smem.at[wg], b2_smem.at[wg]
+        wg = lax.axis_index("wg") if cfg.warp_specialized else 0  # each compute warpgroup owns bm rows
+        t_s, b1_s, b2_s = t_smem.at[wg], b1_smem.at[wg], b2_smem.at[wg]
         io_s = x_smem.at[wg] if cfg.x_buffer else t_s  # holds x, then y
         bar = [barriers.at[4 * wg + i] for i in range(4)]
-        rows = pl.ds(lax.axis_index("m") * (wgs * bm) + wg * bm, bm)
+        program = lax.axis_index("m") * ncl + (lax.axis_index("cl") if ncl > 1 else 0)
+        rows = pl.ds(program * (wgs * bm) + wg * bm, bm)
 
         def prologue():
             plgpu.copy_gmem_to_smem(t_gmem.at[rows], t_s, bar[0])
@@ -166,14 +190,20 @@ def mlp_mosaic(t, x, w1, b1, w2, b2, *, act: str, config: MosaicMLPConfig, inter
 
             def expand(acc1):
                 plgpu.wgmma(acc1, t_s, w1_smem)
-                return acc1[...]
+                return acc1[...]  # waits for every wgmma in flight, the previous project GEMM too
 
             hid = pl.run_scoped(expand, plgpu.ACC((bm, bh), jnp.float32))
             bias = plgpu.load(b1_s.at[e], layout=plgpu.Layout.WGMMA.reduce(0))
-            h_s[...] = activation(hid + lax.broadcast_in_dim(bias, (bm, bh), [1])).astype(dt)
-            plgpu.commit_smem()  # the threads' stores become visible to the async wgmma
-            plgpu.wgmma(acc, h_s, w2_smem)
-            plgpu.wgmma_wait(0)  # w2_smem is released and h_s reused when the step returns
+            h = activation(hid + lax.broadcast_in_dim(bias, (bm, bh), [1])).astype(dt)
+            if cfg.h_regs:
+                plgpu.wgmma(acc, h, w2_smem)
+            else:
+                h_s = h_smem.at[wg]
+                h_s[...] = h
+                plgpu.commit_smem()  # the threads' stores become visible to the async wgmma
+                plgpu.wgmma(acc, h_s, w2_smem)
+            if not cfg.delay_release:
+                plgpu.wgmma_wait(0)  # w2_smem is released and h_s reused when the step returns
             return acc
 
         def epilogue(y):  # after every wgmma has completed
@@ -195,7 +225,7 @@ def mlp_mosaic(t, x, w1, b1, w2, b2, *, act: str, config: MosaicMLPConfig, inter
             epilogue(pl.run_scoped(lambda acc: eval_pipeline(acc)[...], plgpu.ACC((bm, c), jnp.float32)))
 
         steps = cfg.max_concurrent_steps
-        if wgs == 1:
+        if not cfg.warp_specialized:
             def eval_pipeline(acc):
                 plgpu.emit_pipeline(lambda idx, a, b: step(idx, a, b, acc), grid=(hidden // bh,),
                                     in_specs=weight_specs, max_concurrent_steps=steps)(w1_gmem, w2_gmem)
@@ -210,17 +240,18 @@ def mlp_mosaic(t, x, w1, b1, w2, b2, *, act: str, config: MosaicMLPConfig, inter
 
     scratch = [plgpu.SMEM((wgs, bm, c), dt, transforms=tiles),
                plgpu.SMEM((wgs, bm, c), dt, transforms=tiles) if cfg.x_buffer else None,
-               plgpu.SMEM((wgs, bm, bh), dt, transforms=tiles),
+               None if cfg.h_regs else plgpu.SMEM((wgs, bm, bh), dt, transforms=tiles),
                plgpu.SMEM((wgs, hidden // bh, bh), jnp.float32), plgpu.SMEM((wgs, c), jnp.float32),
                plgpu.Barrier(num_barriers=4 * wgs)]
 
     def body(*gmem):
         pl.run_scoped(lambda *smem: scoped(*gmem, *smem), *scratch,
-                      **({"collective_axes": "wg"} if wgs > 1 else {}))
+                      **({"collective_axes": "wg"} if cfg.warp_specialized else {}))
 
     kernel = plgpu.kernel(
-        body, out_type=jax.ShapeDtypeStruct((m, c), dt), grid=(m // (wgs * bm),), grid_names=("m",),
-        **({"num_threads": wgs + 1, "thread_name": "wg"} if wgs > 1 else {}), interpret=interpret,
+        body, out_type=jax.ShapeDtypeStruct((m, c), dt), grid=(m // (ncl * wgs * bm),), grid_names=("m",),
+        **({"num_threads": wgs + 1, "thread_name": "wg"} if cfg.warp_specialized else {}),
+        **({"cluster": (ncl,), "cluster_names": ("cl",)} if ncl > 1 else {}), interpret=interpret,
         compiler_params=plgpu.CompilerParams(approx_math=True))
     return kernel(t, x if has_residual else t, w1.astype(dt), b1.astype(jnp.float32).reshape(-1, bh), w2.astype(dt),
                   b2.astype(jnp.float32))
@@ -245,7 +276,7 @@ def convfirst_mosaic_mlp(x, params: ConvFirstParams, *, config: MosaicMLPConfig 
     else:  # (t + b) W1 + b1 = t W1 + (b W1 + b1): the conv bias folds into the expand bias (f32)
         b_expand = b_expand + jnp.dot(params.b_conv, params.w_expand, precision="highest")
     m = n * h * w
-    pad = -m % cfg.rows  # a partial last tile: pad rows (one extra copy; batch 128 needs none)
+    pad = -m % (cfg.rows * cfg.cluster)  # a partial last cluster tile: pad rows (one extra copy; batch 128 needs none)
     rows = lambda a: jnp.pad(a.reshape(m, c), ((0, pad), (0, 0))) if pad else a.reshape(m, c)  # noqa: E731
     y = mlp_mosaic(rows(t), rows(x) if residual else None, params.w_expand, b_expand,
                    params.w_project, params.b_project, act=act, config=cfg,
