@@ -1,6 +1,7 @@
 """`convfirst tune`: autotune the block implementations of models on this GPU and update the cache.
 
     convfirst tune --models convfirst_tiny,mbconvnet_b0 --batch 128 --dtype bf16 --max-configs 12
+    convfirst tune --models convfirst_tiny --only 14x14x256     # retune the shapes whose label has this
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ def add_arguments(p):
     p.add_argument("--dtype", default="bf16")
     p.add_argument("--max-configs", type=int, default=12, help="candidate tile configs per implementation")
     p.add_argument("--impls", default="", help="restrict to these implementations (default: all registered)")
+    p.add_argument("--only", default="", help="tune only the block shapes whose label contains this text")
 
 
 def main(args):
@@ -27,7 +29,7 @@ def main(args):
     seen, results = set(), []
     for name in args.models.split(","):
         for prob, _ in block_problems(model_spec(name), args.batch):
-            if prob in seen:
+            if prob in seen or args.only not in prob.label():
                 continue
             seen.add(prob)
             print(f"{name}: {prob.label()}", flush=True)
@@ -36,6 +38,8 @@ def main(args):
             print(f"  best {r['best_impl']}: " + ", ".join(f"{k} {v:.4f} ms" for k, v in r["times_ms"].items()))
             results.append(r)
             path = autotune.write_entries([r], args.batch)  # each shape as it finishes: a cut run keeps it
+    if not seen:
+        raise ValueError(f"no block shape of {args.models} has {args.only!r} in its label")
     if results:
         print(f"wrote {len(results)} entries to {path}")
     return 0
