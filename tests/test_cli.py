@@ -127,3 +127,12 @@ def test_bench_flags_xla_autotuning_outliers(capsys):
     assert _flag_outlier(row, "bf16")["status"] == "outlier"
     assert "fft2d_" in capsys.readouterr().err
     assert _flag_outlier(dict(row, per_kernel=[["gemm", 1.0]]), "bf16")["status"] == "ok"
+
+
+def test_tune_checks_its_arguments_before_asking_for_a_gpu(capsys):
+    """A typo in --only names the shapes there are; with valid arguments, a CPU host is told that
+    tuning needs a GPU (nothing is timed or written)."""
+    code, _, err = run(capsys, "tune", "--models", "convfirst_tiny", "--only", "13x13")
+    assert code == 2 and "'13x13'" in err and "convfirst_block_14x14x256-1024-256_k3_g8_silu" in err
+    code, _, err = run(capsys, "tune", "--models", "convfirst_tiny", "--only", "14x14x256")
+    assert code == 2 and "needs a GPU" in err

@@ -10,7 +10,7 @@ import pytest
 
 from kernel_checks import assert_close, normal, random_params, rounded, seed_of
 from pallas_kernels import UnsupportedError, convfirst_block
-from pallas_kernels.common import lower_for_h100
+from pallas_kernels.common import compiling_for_gpu, lower_for_h100
 from pallas_kernels.convfirst_block import mlp_mosaic
 from pallas_kernels.convfirst_block.mlp_mosaic import MosaicMLPConfig
 from pallas_kernels.problems import BlockProblem
@@ -43,6 +43,12 @@ CASES = [  # 70 and 98 pixels: the last 64-row tile is padded; two pipeline step
     # two compute warpgroups fed by a producer warpgroup (128 rows per program; 162 and 81 pixels)
     (cf(2, 9, 9, 64, 256, layer_norm=True), MosaicMLPConfig(64, 64, 2, warpgroups=2), BF16),
     (cf(1, 9, 9, 128, 384, act="gelu_tanh"), MosaicMLPConfig(64, 128, 2, x_buffer=False, warpgroups=2), F16),
+    # clusters of two programs sharing each weight chunk by TMA multicast (256 and 128 rows per
+    # cluster: 162 pixels pad to 256), and the project GEMM left in flight across steps
+    (cf(2, 9, 9, 64, 256), MosaicMLPConfig(64, 64, 2, warpgroups=2, cluster=2), BF16),
+    (cf(1, 9, 9, 128, 256, layer_norm=True), MosaicMLPConfig(64, 64, 3, x_buffer=False, cluster=2), BF16),
+    (cf(2, 5, 7, 64, 192), MosaicMLPConfig(64, 64, 2, delay_release=1), F16),
+    (cf(1, 9, 9, 64, 256, act="relu"), MosaicMLPConfig(64, 64, 3, warpgroups=2, cluster=2, delay_release=1), BF16),
 ]
 
 
@@ -64,8 +70,10 @@ def test_every_candidate_lowers_for_h100(s, c, e):
     prob = cf(128, s, s, c, e * c)
     params = jax.eval_shape(prob.make_params, jax.random.key(0))
     x = jax.ShapeDtypeStruct(prob.x_shape(), BF16)
-    space = mlp_mosaic.candidates(c, e * c)
-    assert space[0] == mlp_mosaic.heuristic(c, e * c)
+    with compiling_for_gpu():  # the GPU's space: the project GEMM fed from registers
+        space = mlp_mosaic.candidates(c, e * c)
+        assert space[0] == mlp_mosaic.heuristic(c, e * c)
+    assert space and all(cfg.h_regs for cfg in space)
     for cfg in space:
         text = lower_for_h100(functools.partial(mlp_mosaic.convfirst_mosaic_mlp, config=cfg, **prob.static()),
                               x, params)
@@ -95,10 +103,28 @@ def test_float32_input_and_bad_configs_are_refused():
                         **prob.static())
     with pytest.raises(UnsupportedError, match="block_h=96"):
         convfirst_block(x, params, impl="mosaic_mlp", config=MosaicMLPConfig(64, 96), **prob.static())
+    with pytest.raises(UnsupportedError, match="cluster=3"):
+        convfirst_block(x, params, impl="mosaic_mlp", config=MosaicMLPConfig(64, 64, 2, cluster=3), **prob.static())
+    with pytest.raises(UnsupportedError, match="> delay_release"):
+        convfirst_block(x, params, impl="mosaic_mlp", config=MosaicMLPConfig(64, 64, 1, delay_release=1),
+                        **prob.static())
     big = cf(1, 8, 8, 256, 1024)
     xb, pb = _inputs(big, BF16)
     with pytest.raises(UnsupportedError, match="shared memory"):
         convfirst_block(xb, pb, impl="mosaic_mlp", config=MosaicMLPConfig(64, 256, 4), **big.static())
+
+
+def test_register_operand_is_gpu_only():
+    """Mosaic's simulator takes shared-memory wgmma operands only: off the GPU h_regs is refused when
+    forced and left out of the heuristic and the candidates, which keep it on the GPU."""
+    prob = cf(1, 8, 8, 64, 256)
+    x, params = _inputs(prob, BF16)
+    with pytest.raises(UnsupportedError, match="h_regs"):
+        convfirst_block(x, params, impl="mosaic_mlp", config=MosaicMLPConfig(h_regs=True), **prob.static())
+    assert not mlp_mosaic.heuristic(64, 256).h_regs
+    assert not any(cfg.h_regs for cfg in mlp_mosaic.candidates(64, 256))
+    with compiling_for_gpu():
+        assert mlp_mosaic.heuristic(64, 256).h_regs
 
 
 def test_auto_order_without_a_cache_entry_prefers_measured_winners():

@@ -22,24 +22,23 @@ def main(args):
     from convfirst.models import model_spec
     from pallas_kernels import autotune
 
+    dt = compute_dtype(args.dtype)
+    problems = {}  # distinct block shapes, first model that has each
+    for name in args.models.split(","):
+        for prob, _ in block_problems(model_spec(name), args.batch):
+            problems.setdefault(prob, name)
+    chosen = {p: n for p, n in problems.items() if args.only in p.label()}
+    if not chosen:
+        raise ValueError(f"no block shape of {args.models} has {args.only!r} in its label; they are: "
+                         + ", ".join(p.label() for p in problems))
     if jax.default_backend() != "gpu":
         raise ValueError("tuning times kernels and needs a GPU (this host's backend is "
                          f"{jax.default_backend()})")
-    dt = compute_dtype(args.dtype)
-    seen, results = set(), []
-    for name in args.models.split(","):
-        for prob, _ in block_problems(model_spec(name), args.batch):
-            if prob in seen or args.only not in prob.label():
-                continue
-            seen.add(prob)
-            print(f"{name}: {prob.label()}", flush=True)
-            impls = [i for i in args.impls.split(",") if i] or None
-            r = autotune.tune(prob, dtype=dt, impls=impls, max_configs=args.max_configs)
-            print(f"  best {r['best_impl']}: " + ", ".join(f"{k} {v:.4f} ms" for k, v in r["times_ms"].items()))
-            results.append(r)
-            path = autotune.write_entries([r], args.batch)  # each shape as it finishes: a cut run keeps it
-    if not seen:
-        raise ValueError(f"no block shape of {args.models} has {args.only!r} in its label")
-    if results:
-        print(f"wrote {len(results)} entries to {path}")
+    impls = [i for i in args.impls.split(",") if i] or None
+    for prob, name in chosen.items():
+        print(f"{name}: {prob.label()}", flush=True)
+        r = autotune.tune(prob, dtype=dt, impls=impls, max_configs=args.max_configs)
+        print(f"  best {r['best_impl']}: " + ", ".join(f"{k} {v:.4f} ms" for k, v in r["times_ms"].items()))
+        path = autotune.write_entries([r], args.batch)  # each shape as it finishes: a cut run keeps it
+    print(f"wrote {len(chosen)} entries to {path}")
     return 0
