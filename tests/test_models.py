@@ -372,3 +372,29 @@ def test_training_without_batchnorm_through_kernels_matches_xla():
     assert abs(float(loss) - float(loss_ref)) < 2e-2 * abs(float(loss_ref))
     assert relative_error(jnp.concatenate([g.ravel() for g in jax.tree.leaves(grads)]),
                           jnp.concatenate([g.ravel() for g in jax.tree.leaves(grads_ref)])) < 5e-2
+
+
+@pytest.mark.parametrize("cin,hw,dtype", [(3, (30, 31), jnp.float32), (3, (224, 224), jnp.bfloat16),
+                                          (1, (9, 10), jnp.float32)])
+def test_narrow_patchify_stem_runs_as_a_gemm_equal_to_the_conv(cin, hw, dtype):
+    """The 4x4/4 stem on RGB runs as one GEMM (cuDNN has no tensor-core kernel for it): the same
+    outputs as the layer's nnx.Conv, remainder pixels dropped as VALID does, in value and gradient."""
+    from convfirst.models import specs
+    from convfirst.models.layers import ConvNormAct
+
+    spec = specs.Conv(cin, 64, 4, 4, padding="VALID", bias=True, norm="none")
+    layer = ConvNormAct(spec, model=model_spec("convfirst_tiny"), dtype=dtype, rngs=nnx.Rngs(0))
+    layer.conv.bias[...] = jax.random.normal(jax.random.key(3), (64,))
+    assert layer._is_narrow_patchify()
+    x = jax.random.normal(jax.random.key(1), (2, *hw, cin))
+    y, ref = layer(x), layer.conv(x)
+    assert y.shape == ref.shape and y.dtype == ref.dtype
+    tol = 0 if dtype == jnp.float32 else 1e-2  # bf16: the two sum orders differ by an ulp
+    np.testing.assert_allclose(np.asarray(y, np.float32), np.asarray(ref, np.float32), atol=tol * 4, rtol=tol)
+    gw = nnx.grad(lambda m: m(x).astype(jnp.float32).sum())(layer)
+    gw_ref = nnx.grad(lambda m: m.conv(x).astype(jnp.float32).sum())(layer)
+    np.testing.assert_allclose(np.asarray(gw.conv.kernel[...]), np.asarray(gw_ref.conv.kernel[...]),
+                               rtol=2e-2 if dtype != jnp.float32 else 1e-5, atol=1e-3)
+    wide = ConvNormAct(specs.Conv(64, 128, 2, 2, padding="VALID", norm="none"), model=model_spec("convfirst_tiny"),
+                       dtype=dtype, rngs=nnx.Rngs(0))
+    assert not wide._is_narrow_patchify()  # 2x2/2 downsampling keeps cuDNN's tensor-core conv

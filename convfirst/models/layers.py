@@ -102,10 +102,32 @@ class ConvNormAct(nnx.Module):
     def __call__(self, x):
         if self.norm is not None and self.spec.norm_first:
             x = self.norm(x)
-        x = self.conv(x)
+        x = self._patchify(x) if self._is_narrow_patchify() else self.conv(x)
         if self.norm is not None and not self.spec.norm_first:
             x = self.norm(x)
         return activation(self.spec.act)(x)
+
+
+    def _is_narrow_patchify(self) -> bool:
+        """A stem on a few input channels with non-overlapping windows (ConvNeXt's 4x4/4 on RGB):
+        cuDNN has no tensor-core kernel below 8 input channels and ran it on its generic engine
+        (`convolve_common_engine_float_NHWC`: 0.17 ms of convfirst_tiny's 4.6 ms forward at batch 128
+        on the H200, benchmarks/results/mosaic_mlp/bench_models_h200.jsonl), so it runs as one GEMM."""
+        s = self.spec
+        return s.kernel_size == s.stride > 1 and s.padding == "VALID" and s.groups == 1 and s.cin < 8
+
+    def _patchify(self, x):
+        """The same conv as `self.conv`: each k x k window flattened (kh, kw, cin, as the HWIO kernel)
+        and multiplied by the kernel as a (k*k*cin, cout) matrix, in the conv's dtype and precision."""
+        conv, k = self.conv, self.spec.kernel_size
+        n, h, w, c = x.shape
+        ho, wo = h // k, w // k  # VALID: a remainder row/column of pixels is dropped
+        x = x[:, :ho * k, :wo * k].reshape(n, ho, k, wo, k, c).transpose(0, 1, 3, 2, 4, 5)
+        x = x.reshape(n, ho, wo, k * k * c).astype(conv.dtype or x.dtype)
+        kernel = conv.kernel[...].astype(x.dtype).reshape(k * k * c, -1)
+        y = jnp.einsum("nhwc,cd->nhwd", x, kernel, precision=conv.precision,
+                       preferred_element_type=conv.preferred_element_type)
+        return y if conv.bias is None else y + conv.bias[...].astype(y.dtype)
 
 
 class ClassifierHead(nnx.Module):
