@@ -290,3 +290,30 @@ def test_published_anchor_counts():
     assert sum(lc.params for lc in layer_costs(model_spec("convnext_tiny"))) == 28_589_128
     assert model_macs(model_spec("efficientnet_b0")) == 385_814_752
     assert sum(lc.params for lc in layer_costs(model_spec("efficientnet_b0"))) == 5_288_548
+
+
+def test_kernel_breakdown_sorts_kernels_into_kinds(tmp_path, capsys):
+    """Kernel names -> kinds (an XLA 'convert' fusion is not a conv; an implicit-GEMM conv is a conv),
+    shares summing to 1, and the CLI over a bench JSONL."""
+    import json
+
+    from convfirst.cost import kernel_breakdown as kb
+
+    per_kernel = [("body_mosaic_gpu_kernel", 2.0), ("sm80_xmma_fprop_implicit_gemm_bf16", 1.0),
+                  ("loop_convert_fusion_12", 0.25), ("loop_convert_fusion_13", 0.25), ("nvjet_sm90_tst_128", 0.5),
+                  ("_Z33convolve_common_engine_float_NHWC", 0.5), ("mystery_kernel", 0.5)]
+    rows = {b["kind"]: b for b in kb.breakdown(per_kernel)}
+    assert rows["block kernel (ours)"]["ms"] == 2.0
+    assert rows["cuDNN conv"]["ms"] == 1.0 and rows["cuDNN conv, generic engine"]["kernels"] == 1
+    fusion = rows["XLA fusion (elementwise/reduce/transpose)"]
+    assert fusion["kernels"] == 2 and fusion["top"] == [("loop_convert_fusion", 0.5)]  # instances merged
+    assert rows["GEMM (cuBLAS/XLA)"]["ms"] == 0.5 and rows["other"]["ms"] == 0.5
+    assert abs(sum(b["share"] for b in rows.values()) - 1) < 1e-12
+    assert list(rows)[0] == "block kernel (ours)"  # largest first
+    path = tmp_path / "bench.jsonl"
+    path.write_text(json.dumps(dict(model="m", impl="auto", kind="model", device="GPU", infer_batch_size=8,
+                                    dtype="bf16", per_kernel=per_kernel)) + "\n")
+    assert kb.main([str(path)]) == 0
+    assert "m impl=auto: 5.000 ms of kernels (GPU, batch 8, bf16)" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no model row"):
+        kb.main([str(path), "--impl", "xla"])
