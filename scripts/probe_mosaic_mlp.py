@@ -68,5 +68,5 @@ for c in map(int, args.channels.split(",")):
     if ok:
         best = min(ok, key=lambda r: r["ms"])
         print(f"  best {best['ms']:.4f} ms: {best['config']}", flush=True)
-json.dump(dict(device=jax.devices()[0].device_kind, batch=args.batch, dtype="bfloat16", protocol=protocol.describe(),
-               rows=rows), open(args.out, "w"), indent=1, default=str)
+    json.dump(dict(device=jax.devices()[0].device_kind, batch=args.batch, dtype="bfloat16",  # each shape as it ends
+                   protocol=protocol.describe(), rows=rows), open(args.out, "w"), indent=1, default=str)

@@ -1,5 +1,6 @@
 """The block problems the GPU kernel tests run (tests/test_kernels_gpu.py), importable on CPU so that
 tests/test_gpu_problems.py can check the expected refusals and candidate counts before a GPU run."""
+from pallas_kernels.convfirst_block.mlp_mosaic import MosaicMLPConfig
 from pallas_kernels.problems import BlockProblem
 
 BATCH = 16
@@ -39,3 +40,11 @@ EXPECTED_UNSUPPORTED = ({(p.label(), "pallas_fused") for p in EFFICIENTNET_B0_SE
 # The autotuner candidates (after the heuristic) the GPU tests compile and check per implementation.
 CANDIDATE_PROBLEMS = [EFFICIENTNET_B0[1], EFFICIENTNET_B0[4], GROUPED_MBCONV[0], CONVFIRST[1]]
 N_CANDIDATES = 3
+
+# mosaic_mlp's GPU-only mechanisms (the simulator runs wgmma synchronously and takes no register
+# operands): the register-fed project GEMM, with clusters and with the project GEMM left in flight
+# across steps, on shapes whose last cluster is padded (batch 16: 1296, 3136 and 784 pixels)
+MOSAIC_GPU_ONLY = [(cf(9, 64), MosaicMLPConfig(64, 64, 2, True, 1, 2, True, 0)),
+                   (cf(9, 64, act="relu", residual=False), MosaicMLPConfig(64, 64, 3, True, 2, 2, True, 1)),
+                   (cf(14, 128), MosaicMLPConfig(64, 64, 2, False, 2, 1, True, 1)),
+                   (cf(7, 256, layer_norm=True, act="gelu_tanh"), MosaicMLPConfig(64, 64, 2, True, 1, 1, True, 0))]

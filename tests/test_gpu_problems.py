@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from gpu_problems import CANDIDATE_PROBLEMS, EXPECTED_UNSUPPORTED, N_CANDIDATES, PROBLEMS
+from gpu_problems import CANDIDATE_PROBLEMS, EXPECTED_UNSUPPORTED, MOSAIC_GPU_ONLY, N_CANDIDATES, PROBLEMS
 from kernel_checks import random_params
 from pallas_kernels import OPS
 
@@ -28,3 +28,18 @@ def test_every_config_space_has_the_candidates_the_gpu_tests_compile(prob):
     for name, impl in OPS[prob.op].implementations.items():
         if impl.candidates is not None:
             assert len(impl.candidates(prob, params)) > N_CANDIDATES, name
+
+
+@pytest.mark.parametrize("prob,config", MOSAIC_GPU_ONLY, ids=lambda v: v.label() if hasattr(v, "label") else "")
+def test_mosaic_gpu_only_variants_lower_for_h100(prob, config):
+    """The GPU-only mosaic_mlp configs the GPU tests run are valid there and compile for an H100."""
+    import functools
+
+    from pallas_kernels.common import lower_for_h100
+    from pallas_kernels.convfirst_block import mlp_mosaic
+
+    params = jax.eval_shape(prob.make_params, jax.random.key(0))
+    x = jax.ShapeDtypeStruct(prob.x_shape(), jnp.bfloat16)
+    text = lower_for_h100(functools.partial(mlp_mosaic.convfirst_mosaic_mlp, config=config, **prob.static()),
+                          x, params)
+    assert "mosaic_gpu" in text.lower()

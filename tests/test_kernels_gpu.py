@@ -22,7 +22,7 @@ if jax.default_backend() != "gpu":
                 allow_module_level=True)
 
 from gpu_problems import (CANDIDATE_PROBLEMS, CONVFIRST, EFFICIENTNET_B0, EXPECTED_UNSUPPORTED,  # noqa: E402
-                          N_CANDIDATES, PROBLEMS, cf)
+                          MOSAIC_GPU_ONLY, N_CANDIDATES, PROBLEMS, cf)
 from kernel_checks import assert_close, normal, random_params, rounded, seed_of  # noqa: E402
 from pallas_kernels import OPS  # noqa: E402
 from pallas_kernels.problems import BlockProblem  # noqa: E402
@@ -122,6 +122,12 @@ def test_fused_backward_is_deterministic():
     first, second = bwd(x, params, dy), bwd(x, params, dy)
     for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(second)):
         assert bool(jnp.array_equal(a, b))
+
+
+@pytest.mark.parametrize("prob,config", MOSAIC_GPU_ONLY, ids=[f"{p.label()}-{i}" for i, (p, _) in
+                                                             enumerate(MOSAIC_GPU_ONLY)])
+def test_mosaic_mlp_gpu_only_variants_match_reference(prob, config):
+    check_impl(prob, "mosaic_mlp", jnp.bfloat16, config)
 
 
 TUNED_MODELS = ("convfirst_tiny", "convfirst_tiny_ln", "convfirst_small")

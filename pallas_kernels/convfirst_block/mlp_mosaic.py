@@ -76,7 +76,8 @@ class MosaicMLPConfig(Serializable):
         return self.block_m * self.warpgroups
 
     def smem_bytes(self, c: int, hidden: int, itemsize: int = 2) -> int:
-        """Shared memory as Mosaic allocates it: every buffer rounded up to 1 KiB."""
+        """Shared memory as Mosaic allocates it: every buffer rounded up to 1 KiB (barriers too, which
+        over-counts by about 2 KiB: never under)."""
         buffers = [self.rows * c * itemsize] * (1 + self.x_buffer)
         buffers += [] if self.h_regs else [self.rows * self.block_h * itemsize]
         buffers += [self.max_concurrent_steps * c * self.block_h * itemsize] * 2  # W1, W2 chunks
@@ -86,16 +87,16 @@ class MosaicMLPConfig(Serializable):
 
 
 def heuristic(c: int, hidden: int) -> MosaicMLPConfig:
-    """The fastest configs of the H200 probe at convfirst_tiny's stage shapes (benchmarks/results/
-    mosaic_mlp/probe_mosaic_mlp.json): C=256 one warpgroup per program, two programs per cluster;
-    C=128 two warpgroups, two programs per cluster; C=64 one warpgroup, three chunks in flight.
-    h_regs wherever it runs (the GPU): it won every pairing of the probe."""
+    """The fastest configs measured on the H200 at convfirst_tiny's stage shapes: C=256 one warpgroup
+    per program, two programs per cluster (probe_mosaic_mlp.json, run_l.log); C=128 two warpgroups,
+    two programs per cluster (run_m.log, the tuner); C=64 one warpgroup, two chunks in flight
+    (run_m.log). h_regs wherever it runs (the GPU): it won every pairing of the probe."""
     h_regs = not interpret_mode()
     if c >= 256:
         return MosaicMLPConfig(64, 64, 2, True, 1, 2, h_regs)
     if c >= 128:
         return MosaicMLPConfig(64, 64, 2, True, 2, 2, h_regs)
-    return MosaicMLPConfig(64, 64, 3, True, 1, 1, h_regs)
+    return MosaicMLPConfig(64, 64, 2, True, 1, 1, h_regs)
 
 
 def candidates(c: int, hidden: int) -> list[MosaicMLPConfig]:
@@ -153,8 +154,8 @@ def _config_reason(cfg: MosaicMLPConfig, c: int, hidden: int) -> str | None:
     if cfg.delay_release not in (0, 1):
         return f"delay_release={cfg.delay_release}: 0 or 1"
     if cfg.max_concurrent_steps < max(2 if cfg.warp_specialized else 1, 1 + cfg.delay_release):
-        return (f"max_concurrent_steps={cfg.max_concurrent_steps} too small: >= 2 with a producer warpgroup, "
-                "> delay_release")
+        return (f"max_concurrent_steps={cfg.max_concurrent_steps} too small: >= 2 with a producer warpgroup "
+                "(warpgroups=2 or cluster=2), > delay_release")
     if cfg.h_regs and interpret_mode():
         return "h_regs (a register wgmma operand) runs on the GPU only: Mosaic's simulator takes shared-memory operands"
     if (need := cfg.smem_bytes(c, hidden)) > SMEM_BYTES:
@@ -169,6 +170,8 @@ def mlp_mosaic(t, x, w1, b1, w2, b2, *, act: str, config: MosaicMLPConfig, inter
     hidden = w1.shape[1]
     cfg = config
     wgs, bm, bh, ncl = cfg.warpgroups, cfg.block_m, cfg.block_h, cfg.cluster
+    if m % (ncl * wgs * bm):
+        raise ValueError(f"{m} rows: pad them to a multiple of {ncl * wgs * bm} (the rows of one cluster)")
     dt = t.dtype
     elems = SWIZZLE // jnp.dtype(dt).itemsize
     tiles = (plgpu.TilingTransform((8, elems)), plgpu.SwizzleTransform(SWIZZLE))
