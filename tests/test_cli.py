@@ -115,6 +115,9 @@ def test_bench_writes_the_stable_csv_on_cpu(capsys, tmp_path):
     auto_blocks = [r for r in full if r["kind"] == "block" and r["impl"] == "auto"]
     assert auto_blocks and all(r["resolved_impl"] == "xla" for r in auto_blocks)  # CPU: auto is xla
     assert rows[0]["timing_method"] == "wallclock" and rows[0]["infer_gmacs"]
+    code, out, _ = run(capsys, "bench", "--models", "convfirst_pico", "--impl", "xla", "--batch", "2", "--warmup",
+                       "1", "--iters", "2", "--no-matmul-peak", "--breakdown")
+    assert code == 0 and "no breakdown: no per-kernel times" in out  # said, not silently skipped
     code, _, err = run(capsys, "bench", "--models", "convfirst_tiyn")
     assert code == 2 and "convfirst_tiny" in err  # unknown model: the close match is named
 

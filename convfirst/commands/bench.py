@@ -2,6 +2,7 @@
 
     convfirst bench --models convfirst_tiny,convnext_tiny --impl xla,pallas_fused --batch 128 \
         --dtype bf16 --blocks --csv benchmarks/results/h100_infer.csv
+    convfirst bench --models convfirst_tiny --impl auto --breakdown   # + where the time went, by kernel kind
 
 Rows whose kernels show XLA's convolution autotuner gone wrong in this process get status 'outlier'
 and a warning (experiments/outliers.py); `convfirst reproduce` reruns such cells in fresh processes.
@@ -27,6 +28,8 @@ def add_arguments(p):
     p.add_argument("--no-retry", action="store_true", help="do not halve the batch on out-of-memory")
     p.add_argument("--csv", help="write rows here (stable columns: convfirst.benchmark.COLUMNS)")
     p.add_argument("--jsonl", help="also append full rows (per-kernel times included) as JSON lines")
+    p.add_argument("--breakdown", action="store_true", help="after each model row, where its time went by kernel "
+                   "kind (convfirst.cost.kernel_breakdown; needs CUPTI timing, i.e. a GPU)")
 
 
 def _retrying(fn, batch: int, retry: bool):
@@ -63,6 +66,11 @@ def main(args):
                     name, impl, batch=b, dtype=args.dtype, protocol=protocol, peak_matmul=peak),
                     args.batch, not args.no_retry), args.dtype))
                 _print(rows[-1])
+                if args.breakdown:
+                    from convfirst.cost.kernel_breakdown import format_breakdown
+
+                    print(format_breakdown(rows[-1]) if rows[-1].get("per_kernel") else
+                          "  (no breakdown: no per-kernel times without CUPTI, i.e. off the GPU)")
             if args.blocks:
                 for prob, count in benchmark.block_problems(model_spec(name), args.batch):
                     rows.append(_flag_outlier(benchmark.bench_block(
