@@ -100,14 +100,18 @@ def _efficiency(row: dict, macs_per_call: float, t: Timing, peak_matmul: float |
 
 
 def bench_model(name: str, impl, *, batch: int, dtype: str = "bf16", protocol: Protocol = Protocol(),
-                peak_matmul: float | None = None, resolution: int | None = None) -> dict:
-    """One model's forward pass (eval mode, BN folded in the block ops) at `batch`."""
+                peak_matmul: float | None = None, resolution: int | None = None, fold_ahead: bool = False) -> dict:
+    """One model's forward pass (eval mode, BN folded in the block ops) at `batch`. fold_ahead: the
+    blocks' inference parameters are prepared once (ConvNet.for_inference), not in every forward;
+    the row's protocol then says 'weights-folded-ahead'."""
     from flax import nnx
 
     dt = compute_dtype(dtype)
     spec = model_spec(name, **({"resolution": resolution} if resolution else {}))
     model = create_model(name, dtype=dt, impl=impl, **({"resolution": resolution} if resolution else {}))
     model.eval()
+    if fold_ahead:
+        model = model.for_inference()
     graphdef, state = nnx.split(model)
     r = spec.resolution
     costs = layer_costs(spec)
@@ -124,7 +128,7 @@ def bench_model(name: str, impl, *, batch: int, dtype: str = "bf16", protocol: P
                impl=impl if isinstance(impl, str) else ",".join(f"{k}={v}" for k, v in sorted(impl.items())),
                infer_img_size=r, infer_batch_size=batch, param_count=model_params(spec) / 1e6,
                infer_gmacs=macs / 1e9, infer_macts=sum(lc.out_elements for lc in costs) / 1e6,
-               protocol=protocol.describe(), status="ok")
+               protocol=protocol.describe() + (",weights-folded-ahead" if fold_ahead else ""), status="ok")
     row = _efficiency(row, macs * batch, t, peak_matmul)
     row["per_kernel"] = t.per_kernel
     return row

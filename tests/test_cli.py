@@ -116,8 +116,10 @@ def test_bench_writes_the_stable_csv_on_cpu(capsys, tmp_path):
     assert auto_blocks and all(r["resolved_impl"] == "xla" for r in auto_blocks)  # CPU: auto is xla
     assert rows[0]["timing_method"] == "wallclock" and rows[0]["infer_gmacs"]
     code, out, _ = run(capsys, "bench", "--models", "convfirst_pico", "--impl", "xla", "--batch", "2", "--warmup",
-                       "1", "--iters", "2", "--no-matmul-peak", "--breakdown")
+                       "1", "--iters", "2", "--no-matmul-peak", "--breakdown", "--fold-ahead", "--csv", str(path))
     assert code == 0 and "no breakdown: no per-kernel times" in out  # said, not silently skipped
+    with open(path) as f:
+        assert next(csv.DictReader(f))["protocol"].endswith(",weights-folded-ahead")
     code, _, err = run(capsys, "bench", "--models", "convfirst_tiyn")
     assert code == 2 and "convfirst_tiny" in err  # unknown model: the close match is named
 

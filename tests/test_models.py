@@ -398,3 +398,31 @@ def test_narrow_patchify_stem_runs_as_a_gemm_equal_to_the_conv(cin, hw, dtype):
     wide = ConvNormAct(specs.Conv(64, 128, 2, 2, padding="VALID", norm="none"), model=model_spec("convfirst_tiny"),
                        dtype=dtype, rngs=nnx.Rngs(0))
     assert not wide._is_narrow_patchify()  # 2x2/2 downsampling keeps cuDNN's tensor-core conv
+
+
+def _count_primitive(model, x, name: str) -> int:
+    graphdef, state = nnx.split(model)
+    jaxpr = jax.make_jaxpr(lambda s, x: nnx.merge(graphdef, s)(x))(state, x).jaxpr
+    return sum(e.primitive.name == name for e in jaxpr.eqns)
+
+
+@pytest.mark.parametrize("name,kw", [("convfirst_pico", {}), ("convfirst_pico_ln", {}),
+                                     ("efficientnet_b0", dict(resolution=32))])
+def test_for_inference_folds_once_and_computes_the_same(name, kw):
+    """The inference copy computes exactly what the eval-mode model computes, without folding
+    BatchNorm inside the forward (the stem's and downsampling's BatchNorm stay: not block ops), and
+    refuses training while the original still trains."""
+    model = create_model(name, dtype=jnp.bfloat16, impl="xla_native", **kw)
+    spec = model.spec
+    x = jax.random.normal(jax.random.key(0), (2, spec.resolution, spec.resolution, spec.in_chans))
+    model.eval()
+    frozen = model.for_inference()
+    np.testing.assert_array_equal(np.asarray(frozen(x)), np.asarray(model(x)))
+    blocks = sum(isinstance(layer, model_blocks._ResidualBlock) for layer in model.layers)
+    if name == "convfirst_pico":  # three BatchNorms per block, folded per call unless frozen
+        assert _count_primitive(model, x, "rsqrt") - _count_primitive(frozen, x, "rsqrt") == 3 * blocks
+    frozen.train()
+    with pytest.raises(RuntimeError, match="frozen for inference"):
+        frozen(x)
+    model.train()
+    assert model(x).shape == (2, spec.num_classes)

@@ -28,6 +28,8 @@ def add_arguments(p):
     p.add_argument("--no-retry", action="store_true", help="do not halve the batch on out-of-memory")
     p.add_argument("--csv", help="write rows here (stable columns: convfirst.benchmark.COLUMNS)")
     p.add_argument("--jsonl", help="also append full rows (per-kernel times included) as JSON lines")
+    p.add_argument("--fold-ahead", action="store_true", help="prepare the blocks' inference weights once "
+                   "(BatchNorm folded, compute dtype: ConvNet.for_inference) instead of in every timed forward")
     p.add_argument("--breakdown", action="store_true", help="after each model row, where its time went by kernel "
                    "kind (convfirst.cost.kernel_breakdown; needs CUPTI timing, i.e. a GPU)")
 
@@ -63,7 +65,8 @@ def main(args):
         for impl in impls:
             if not args.no_models:
                 rows.append(_flag_outlier(_retrying(lambda b: benchmark.bench_model(
-                    name, impl, batch=b, dtype=args.dtype, protocol=protocol, peak_matmul=peak),
+                    name, impl, batch=b, dtype=args.dtype, protocol=protocol, peak_matmul=peak,
+                    fold_ahead=args.fold_ahead),
                     args.batch, not args.no_retry), args.dtype))
                 _print(rows[-1])
                 if args.breakdown:

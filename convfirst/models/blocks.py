@@ -37,7 +37,29 @@ def _note_batchnorm_fallback(op: str, impl) -> None:
 
 
 class _ResidualBlock(nnx.Module):
-    """Mode handling shared by both blocks: `deterministic` selects the inference form."""
+    """Mode handling shared by both blocks: `deterministic` selects the inference form; `freeze`
+    stores that form's parameters once (ConvNet.for_inference)."""
+
+    frozen_params = None  # an nnx.Cache of the op parameters once frozen
+
+    def freeze(self, dtype) -> None:
+        """Fold BatchNorm and layer scale and cast the three weight tensors to the compute `dtype`
+        once, instead of in every inference forward (biases, norm and squeeze-excite parameters stay
+        float32, as the ops use them). Every op casts weights to x.dtype itself, so only the `xla`
+        reference sees a difference: its float32 GEMMs get bf16-rounded weights, as in the kernel tests."""
+        p = self.op_params()
+        cast = {k: getattr(p, k).astype(dtype) for k in ("w_conv", "w_expand", "w_project")
+                if getattr(p, k) is not None}
+        self.frozen_params = nnx.Cache(p._replace(**cast))
+
+    def block_params(self):
+        """The op parameters of this call: frozen ones (inference copies only), else folded now."""
+        if self.frozen_params is None:
+            return self.op_params()
+        if not self.deterministic:
+            raise RuntimeError(f"{type(self).__name__} was frozen for inference (ConvNet.for_inference): "
+                               "train the original model, then freeze a new copy")
+        return self.frozen_params.get_value()
 
     def set_view(self, deterministic: bool | None = None):
         """Class method used by ``nnx.view``.
@@ -110,10 +132,11 @@ class ConvFirstBlock(_ResidualBlock):
     def __call__(self, x):
         spec = self.spec
         if spec.norm == "batch" and not self.deterministic:
+            self.block_params()  # a frozen copy refuses training
             _note_batchnorm_fallback("convfirst_block", self.impl)
             return x + self.drop_path(self.unfused(x))
         dropping = not self.deterministic and spec.drop_path > 0
-        y = convfirst_block(x, self.op_params(), group_width=spec.group_width, act=spec.act,
+        y = convfirst_block(x, self.block_params(), group_width=spec.group_width, act=spec.act,
                             residual=not dropping, ln_eps=spec.norm_eps, impl=self.impl,
                             bwd_impl=self.bwd_impl)
         return x + self.drop_path(y) if dropping else y
@@ -167,9 +190,10 @@ class MBConvBlock(_ResidualBlock):
     def __call__(self, x):
         spec = self.spec
         if not self.deterministic:
+            self.block_params()  # a frozen copy refuses training
             _note_batchnorm_fallback("mbconv_block", self.impl)
             y = self.unfused(x)
             return x + self.drop_path(y) if spec.has_residual else y
-        return mbconv_block(x, self.op_params(), group_width=spec.group_width, stride=spec.stride,
+        return mbconv_block(x, self.block_params(), group_width=spec.group_width, stride=spec.stride,
                             act=spec.act, residual=spec.has_residual, impl=self.impl,
                             bwd_impl=self.bwd_impl)
