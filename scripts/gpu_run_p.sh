@@ -9,14 +9,14 @@ set -u
 out=${1:?output dir}
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 filter() { grep -v -e "Pallas Triton backend is deprecated" -e slow_operation -e '^\*\*\*' -e "Very slow" -e '^$' -e "Delay kernel" -e "return rule"; }
-bench() { timeout 170 python -m convfirst.cli bench --models convfirst_tiny,convnext_tiny --impl xla_native,auto --batch 128 \
-  --dtype bf16 --breakdown --csv "$out/bench_models_$1.csv" --jsonl "$out/bench_models_$1.jsonl" "${@:2}"; }
+bench() { timeout $2 python -m convfirst.cli bench --batch 128 --dtype bf16 --breakdown --csv "$out/bench_models_$1.csv" \
+  --jsonl "$out/bench_models_$1.jsonl" "${@:3}"; }
 {
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader
 timeout 100 python -m convfirst.cli tune --models convfirst_tiny --only 14x14x256 --batch 128 --max-configs 6 \
   --impls xla,xla_native,mosaic_mlp
 cp pallas_kernels/tuning/nvidia_h200.json "$out"/
 timeout 150 python -m pytest tests/test_kernels_gpu.py -q -ra -k "mosaic_mlp or tuning_cache" -p no:cacheprovider
-bench per_call
-bench folded_ahead --fold-ahead
+bench per_call 170 --models convfirst_tiny,convnext_tiny --impl xla,auto
+bench folded_ahead 110 --models convfirst_tiny --impl xla_native,auto --fold-ahead
 } 2>&1 | filter | tee "$out/run_p.log"
