@@ -299,17 +299,19 @@ def test_kernel_breakdown_sorts_kernels_into_kinds(tmp_path, capsys):
 
     from convfirst.cost import kernel_breakdown as kb
 
-    per_kernel = [("body_mosaic_gpu_kernel", 2.0), ("sm80_xmma_fprop_implicit_gemm_bf16", 1.0),
+    per_kernel = [("body_mosaic_gpu_kernel", 1.0), ("gconv_k3_g8_s1__1", 0.5), ("gemm_256x1024_silu", 0.5),
+                  ("sm80_xmma_fprop_implicit_gemm_bf16", 0.5), ("implicit_convolve_sgemm", 0.5),
                   ("loop_convert_fusion_12", 0.25), ("loop_convert_fusion_13", 0.25), ("nvjet_sm90_tst_128", 0.5),
                   ("_Z33convolve_common_engine_float_NHWC", 0.5), ("mystery_kernel", 0.5)]
     rows = {b["kind"]: b for b in kb.breakdown(per_kernel)}
-    assert rows["block kernel (ours)"]["ms"] == 2.0
+    ours = rows["our kernels (Pallas)"]
+    assert ours["ms"] == 2.0 and ("gconv_k3_g8_s1", 0.5) in ours["top"]  # instance suffix "__1" stripped
     assert rows["cuDNN conv"]["ms"] == 1.0 and rows["cuDNN conv, generic engine"]["kernels"] == 1
     fusion = rows["XLA fusion (elementwise/reduce/transpose)"]
     assert fusion["kernels"] == 2 and fusion["top"] == [("loop_convert_fusion", 0.5)]  # instances merged
     assert rows["GEMM (cuBLAS/XLA)"]["ms"] == 0.5 and rows["other"]["ms"] == 0.5
     assert abs(sum(b["share"] for b in rows.values()) - 1) < 1e-12
-    assert list(rows)[0] == "block kernel (ours)"  # largest first
+    assert list(rows)[0] == "our kernels (Pallas)"  # largest first
     path = tmp_path / "bench.jsonl"
     path.write_text(json.dumps(dict(model="m", impl="auto", kind="model", device="GPU", infer_batch_size=8,
                                     dtype="bf16", per_kernel=per_kernel)) + "\n")

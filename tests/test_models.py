@@ -389,7 +389,7 @@ def test_narrow_patchify_stem_runs_as_a_gemm_equal_to_the_conv(cin, hw, dtype):
     x = jax.random.normal(jax.random.key(1), (2, *hw, cin))
     y, ref = layer(x), layer.conv(x)
     assert y.shape == ref.shape and y.dtype == ref.dtype
-    tol = 0 if dtype == jnp.float32 else 1e-2  # bf16: the two sum orders differ by an ulp
+    tol = 2e-3 if dtype == jnp.float32 else 1e-2  # two sum orders (TF32 on a GPU), bf16 ulps
     np.testing.assert_allclose(np.asarray(y, np.float32), np.asarray(ref, np.float32), atol=tol * 4, rtol=tol)
     gw = nnx.grad(lambda m: m(x).astype(jnp.float32).sum())(layer)
     gw_ref = nnx.grad(lambda m: m.conv(x).astype(jnp.float32).sum())(layer)
@@ -421,6 +421,9 @@ def test_for_inference_folds_once_and_computes_the_same(name, kw):
     blocks = sum(isinstance(layer, model_blocks._ResidualBlock) for layer in model.layers)
     if name == "convfirst_pico":  # three BatchNorms per block, folded per call unless frozen
         assert _count_primitive(model, x, "rsqrt") - _count_primitive(frozen, x, "rsqrt") == 3 * blocks
+    sizes = [sum(v.size for v in jax.tree.leaves(nnx.state(m))) for m in (model, frozen)]
+    assert sizes[1] < sizes[0]  # the blocks' raw layers are gone, not kept next to the folded ones
+    assert all(layer.conv is None for layer in frozen.layers if isinstance(layer, model_blocks._ResidualBlock))
     frozen.train()
     with pytest.raises(RuntimeError, match="frozen for inference"):
         frozen(x)

@@ -14,9 +14,9 @@ import re
 from collections import defaultdict
 
 KINDS = (  # (kind, pattern on the kernel name)
-    ("block kernel (ours)", r"mosaic_gpu|convfirst_fused|mbconv_fused|pallas"),
+    ("our kernels (Pallas)", r"mosaic_gpu|convfirst_fused|mbconv_fused|convfirst_bwd|pallas|^gconv_k|^gemm_\d"),
     ("cuDNN conv, generic engine", r"convolve_common_engine"),
-    ("cuDNN conv", r"fprop|dgrad|wgrad|conv2d|convolution"),  # before GEMM: implicit-GEMM convs
+    ("cuDNN conv", r"fprop|dgrad|wgrad|conv2d|convolution|convolve"),  # before GEMM: implicit-GEMM convs
     ("GEMM (cuBLAS/XLA)", r"gemm|nvjet|cutlass|matmul|_dot"),
     ("XLA fusion (elementwise/reduce/transpose)", r"fusion|wrapped_|transpose|reduce|copy"),
 )
@@ -37,7 +37,7 @@ def breakdown(per_kernel) -> list[dict]:
     for name, ms in per_kernel:
         kind = kind_of(name)
         ms_by[kind] += ms
-        names_by[kind][re.sub(r"_\d+$", "", name)] += ms  # XLA numbers each fusion instance
+        names_by[kind][re.sub(r"_+\d+$", "", name)] += ms  # XLA numbers each fusion instance
     return [dict(kind=k, ms=ms, share=ms / total, kernels=sum(1 for n, _ in per_kernel if kind_of(n) == k),
                  top=sorted(names_by[k].items(), key=lambda kv: -kv[1]))
             for k, ms in sorted(ms_by.items(), key=lambda kv: -kv[1])]

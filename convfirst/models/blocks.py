@@ -42,24 +42,25 @@ class _ResidualBlock(nnx.Module):
 
     frozen_params = None  # an nnx.Cache of the op parameters once frozen
 
-    def freeze(self, dtype) -> None:
-        """Fold BatchNorm and layer scale and cast the three weight tensors to the compute `dtype`
-        once, instead of in every inference forward (biases, norm and squeeze-excite parameters stay
-        float32, as the ops use them). Every op casts weights to x.dtype itself, so only the `xla`
-        reference sees a difference: its float32 GEMMs get bf16-rounded weights, as in the kernel tests."""
-        p = self.op_params()
-        cast = {k: getattr(p, k).astype(dtype) for k in ("w_conv", "w_expand", "w_project")
-                if getattr(p, k) is not None}
-        self.frozen_params = nnx.Cache(p._replace(**cast))
+    def freeze(self) -> None:
+        """Fold BatchNorm and layer scale once (float32, as `op_params` does in every inference
+        forward) and drop the raw layers, so that loading or editing weights in the frozen copy cannot
+        leave the blocks stale (their attributes are gone, not ignored). Weights stay float32: every
+        implementation casts them as before, so outputs do not change."""
+        self.frozen_params = nnx.Cache(self.op_params())
+        for name, value in list(vars(self).items()):
+            if name != "frozen_params" and isinstance(value, (nnx.Module, nnx.Variable)):
+                setattr(self, name, None)
 
-    def block_params(self):
-        """The op parameters of this call: frozen ones (inference copies only), else folded now."""
-        if self.frozen_params is None:
-            return self.op_params()
-        if not self.deterministic:
+    def refuse_training_if_frozen(self) -> None:
+        if self.frozen_params is not None and not self.deterministic:
             raise RuntimeError(f"{type(self).__name__} was frozen for inference (ConvNet.for_inference): "
                                "train the original model, then freeze a new copy")
-        return self.frozen_params.get_value()
+
+    def block_params(self):
+        """The op parameters of this call: frozen ones (inference copies), else folded now."""
+        self.refuse_training_if_frozen()
+        return self.op_params() if self.frozen_params is None else self.frozen_params.get_value()
 
     def set_view(self, deterministic: bool | None = None):
         """Class method used by ``nnx.view``.
@@ -132,7 +133,7 @@ class ConvFirstBlock(_ResidualBlock):
     def __call__(self, x):
         spec = self.spec
         if spec.norm == "batch" and not self.deterministic:
-            self.block_params()  # a frozen copy refuses training
+            self.refuse_training_if_frozen()
             _note_batchnorm_fallback("convfirst_block", self.impl)
             return x + self.drop_path(self.unfused(x))
         dropping = not self.deterministic and spec.drop_path > 0
@@ -190,7 +191,7 @@ class MBConvBlock(_ResidualBlock):
     def __call__(self, x):
         spec = self.spec
         if not self.deterministic:
-            self.block_params()  # a frozen copy refuses training
+            self.refuse_training_if_frozen()
             _note_batchnorm_fallback("mbconv_block", self.impl)
             y = self.unfused(x)
             return x + self.drop_path(y) if spec.has_residual else y

@@ -123,7 +123,7 @@ class ConvNormAct(nnx.Module):
         n, h, w, c = x.shape
         ho, wo = h // k, w // k  # VALID: a remainder row/column of pixels is dropped
         x = x[:, :ho * k, :wo * k].reshape(n, ho, k, wo, k, c).transpose(0, 1, 3, 2, 4, 5)
-        x = x.reshape(n, ho, wo, k * k * c).astype(conv.dtype or x.dtype)
+        x = x.reshape(n, ho, wo, k * k * c).astype(conv.dtype or jnp.result_type(x, conv.kernel[...]))
         kernel = conv.kernel[...].astype(x.dtype).reshape(k * k * c, -1)
         y = jnp.einsum("nhwc,cd->nhwd", x, kernel, precision=conv.precision,
                        preferred_element_type=conv.preferred_element_type)
