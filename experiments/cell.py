@@ -160,7 +160,8 @@ class RealBackend:
         resolution = bench_resolution(cell["model"])
         row = _retrying(lambda b: benchmark.bench_model(
             name, cell["impl"], batch=b, dtype=cell["dtype"], protocol=self.protocol,
-            peak_matmul=self.peak_matmul, resolution=resolution), cell["batch"], cell.get("oom_retry", True))
+            peak_matmul=self.peak_matmul, resolution=resolution, fold_ahead=cell.get("fold_ahead", False)),
+            cell["batch"], cell.get("oom_retry", True))
         row["block_impls"] = self._impls(cell, row["infer_batch_size"])
         return row
 

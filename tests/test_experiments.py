@@ -428,3 +428,19 @@ def test_fake_timing_reports_an_implementation_the_op_lacks_as_unsupported():
 
     mbconv = BlockProblem("mbconv_block", 2, 8, 8, 24, 144, group_width=1)
     assert fake_timing._impl(mbconv, "mosaic_mlp", "bf16") == (None, "mbconv_block has no implementation 'mosaic_mlp'")
+
+
+def test_efficiency_table_with_weights_folded_ahead_has_its_own_cells(tmp_path):
+    """`efficiency-table:fold_ahead` cells carry fold_ahead (other ids unchanged), and such a cell
+    times the inference copy (ConvNet.for_inference): its protocol says so."""
+    from experiments.cell import main as cell_main
+    from experiments.configs.reproduce import efficiency_table
+
+    plain = cells.expand(efficiency_table.get_config("cpu"), "real")
+    folded = cells.expand(efficiency_table.get_config("cpu,fold_ahead"), "real")
+    assert all("fold_ahead" not in c for c in plain) and all(c["fold_ahead"] is True for c in folded)
+    assert not {cells.cell_id(c) for c in plain} & {cells.cell_id(c) for c in folded}
+    spec = dict(folded[0], model="convfirst_pico", impl="xla", batch=2, warmup=1, iters=1)
+    assert cell_main(["--cell", json.dumps(spec), "--result", str(tmp_path / "r.json"), "--workdir", "."]) == 0
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["status"] == "ok" and result["result"]["protocol"].endswith(",weights-folded-ahead")

@@ -12,7 +12,8 @@ Arguments (`efficiency-table:a=1,b=2`): quick (B0, B2, B4, ConvNeXt T/S, ConvFir
 14 cells of the full run, so a full run later reuses them), cpu (convfirst_pico and 32-px B0 and
 ConvNeXt-T at batch 8 for CPU tests, normally with --timing fake), batch (128; halved on
 out-of-memory like timm's benchmark, the row records the batch that ran), dtype (bf16), warmup (3),
-iters (20).
+iters (20), fold_ahead (False; True: blocks' BatchNorm folded once before timing, ConvNet.for_inference;
+its cells get their own ids, e.g. `efficiency-table:fold_ahead --out benchmarks/results/efficiency_table_folded`).
 """
 from __future__ import annotations
 
@@ -29,11 +30,12 @@ IMPLS = ("xla", "auto")
 
 def models_and_params(arg):
     """Shared with the efficiency-gap experiment, whose cells are these."""
-    a = parse_arg(arg, quick=False, cpu=False, batch=128, dtype="bf16", warmup=3, iters=20)
+    a = parse_arg(arg, quick=False, cpu=False, batch=128, dtype="bf16", warmup=3, iters=20, fold_ahead=False)
+    folded = {"fold_ahead": True} if a.fold_ahead else {}  # absent when False: earlier cells keep their ids
     if a.cpu:
-        return CPU, dict(batch=8, dtype=a.dtype, warmup=1, iters=2, oom_retry=False)
+        return CPU, dict(batch=8, dtype=a.dtype, warmup=1, iters=2, oom_retry=False, **folded)
     return (QUICK if a.quick else QUICK + REST), dict(batch=a.batch, dtype=a.dtype, warmup=a.warmup,
-                                                      iters=a.iters, oom_retry=True)
+                                                      iters=a.iters, oom_retry=True, **folded)
 
 
 def get_config(arg=None):
