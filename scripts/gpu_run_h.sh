@@ -4,10 +4,9 @@
 # Usage (device machine, repo root): bash scripts/gpu_run_h.sh $OUT
 set -u
 out=${1:?output dir}
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
+. scripts/gpu_env.sh  # PYTHONPATH, filter
 res=benchmarks/results/fused_sweep
 mkdir -p $res
-filter() { grep -v -e "Pallas Triton backend is deprecated" -e slow_operation -e '^\*\*\*' -e "Very slow" -e '^$' -e "Delay kernel" -e "return rule"; }
 {
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader
 timeout 230 python scripts/sweep_fused_configs.py --shapes 14x256 --max-configs 60 --out $res/h200_14x256.json

@@ -5,10 +5,9 @@
 # Usage (device machine, repo root): CONVFIRST_COMMIT=<sha> bash scripts/gpu_run_i.sh $OUT
 set -u
 out=${1:?output dir}
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
+. scripts/gpu_env.sh  # PYTHONPATH, filter
 res=benchmarks/results/mosaic_mlp
 mkdir -p $res
-filter() { grep -v -e "Pallas Triton backend is deprecated" -e slow_operation -e '^\*\*\*' -e "Very slow" -e '^$' -e "Delay kernel" -e "return rule"; }
 {
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader
 timeout 150 python -m pytest tests/test_kernels_gpu.py -q -ra -x -k "mosaic_mlp" -p no:cacheprovider

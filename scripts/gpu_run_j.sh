@@ -5,10 +5,9 @@
 # Usage (device machine, repo root): bash scripts/gpu_run_j.sh $OUT
 set -u
 out=${1:?output dir}
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
+. scripts/gpu_env.sh  # PYTHONPATH, filter
 res=benchmarks/results/mosaic_mlp
 mkdir -p $res
-filter() { grep -v -e "Pallas Triton backend is deprecated" -e slow_operation -e '^\*\*\*' -e "Very slow" -e '^$' -e "Delay kernel" -e "return rule"; }
 {
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader
 timeout 380 python -m convfirst.cli tune --models convfirst_tiny,convfirst_tiny_ln,convfirst_small --batch 128 \

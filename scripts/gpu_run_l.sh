@@ -4,9 +4,8 @@
 # Usage (device machine, repo root): bash scripts/gpu_run_l.sh $OUT
 set -u
 out=${1:?output dir}
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
+. scripts/gpu_env.sh  # PYTHONPATH, filter
 res=benchmarks/results/mosaic_mlp
-filter() { grep -v -e "Pallas Triton backend is deprecated" -e slow_operation -e '^\*\*\*' -e "Very slow" -e '^$' -e "Delay kernel" -e "return rule"; }
 {
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader
 timeout 540 python scripts/probe_mosaic_mlp.py --batch 128 --seconds-per-shape 150 --out $out/probe_mosaic_mlp.json

@@ -5,8 +5,7 @@
 # Usage (device machine, repo root): bash scripts/gpu_run_m.sh $OUT
 set -u
 out=${1:?output dir}
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
-filter() { grep -v -e "Pallas Triton backend is deprecated" -e slow_operation -e '^\*\*\*' -e "Very slow" -e '^$' -e "Delay kernel" -e "return rule"; }
+. scripts/gpu_env.sh  # PYTHONPATH, filter
 {
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader
 timeout 100 python scripts/probe_grouped_conv.py --batch 128 --out $out/probe_grouped_conv.json

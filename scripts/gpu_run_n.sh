@@ -5,8 +5,7 @@
 # Usage (device machine, repo root): CONVFIRST_COMMIT=<sha> bash scripts/gpu_run_n.sh $OUT
 set -u
 out=${1:?output dir}
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
-filter() { grep -v -e "Pallas Triton backend is deprecated" -e slow_operation -e '^\*\*\*' -e "Very slow" -e '^$' -e "Delay kernel" -e "return rule"; }
+. scripts/gpu_env.sh  # PYTHONPATH, filter
 train() { timeout 115 python scripts/bench_train_step.py --models convfirst_tiny_ln --impl $1 --bwd_impl $2 --framework_only \
   --batch 128 --precision bf16 --iters 20 --warmup 5 --out "$out/train_step_convfirst_tiny_ln_$1_$2.json"; }
 {

@@ -4,8 +4,7 @@
 # Usage (device machine, repo root): bash scripts/gpu_run_o.sh $OUT
 set -u
 out=${1:?output dir}
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
-filter() { grep -v -e "Pallas Triton backend is deprecated" -e slow_operation -e '^\*\*\*' -e "Very slow" -e '^$' -e "Delay kernel" -e "return rule"; }
+. scripts/gpu_env.sh  # PYTHONPATH, filter
 train() { timeout $4 python scripts/bench_train_step.py --models $1 --impl $2 --bwd_impl $3 --framework_only \
   --batch 128 --precision bf16 --iters 15 --warmup 3 --out "$out/train_step_$1_$2_$3.json"; }
 {

@@ -7,8 +7,7 @@
 # Usage (device machine, repo root): CONVFIRST_COMMIT=<sha> bash scripts/gpu_run_p.sh $OUT
 set -u
 out=${1:?output dir}
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
-filter() { grep -v -e "Pallas Triton backend is deprecated" -e slow_operation -e '^\*\*\*' -e "Very slow" -e '^$' -e "Delay kernel" -e "return rule"; }
+. scripts/gpu_env.sh  # PYTHONPATH, filter
 bench() { timeout $2 python -m convfirst.cli bench --batch 128 --dtype bf16 --breakdown --csv "$out/bench_models_$1.csv" \
   --jsonl "$out/bench_models_$1.jsonl" "${@:3}"; }
 {

@@ -1,0 +1,5 @@
+# Sourced by the scripts/gpu_run_*.sh that use it (repo root on the device machine): the import path
+# and `filter`, which drops JAX/XLA log noise (Triton deprecation, slow-compile alarms, CUPTI delay-kernel
+# warnings, blank lines) from the run logs.
+export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
+filter() { grep -v -e "Pallas Triton backend is deprecated" -e slow_operation -e '^\*\*\*' -e "Very slow" -e '^$' -e "Delay kernel" -e "return rule"; }
