@@ -7,12 +7,13 @@ Why: at 14x14x256 (27 of convfirst_tiny's 36 blocks) 96 % of the MACs are the tw
 the Triton kernels reach ~22 % of the tensor-core peak on them (benchmarks/results/fused_sweep,
 k=1 rows) and XLA pays an HBM round trip of the 4C hidden activation. Here one warpgroup per
 `block_m` pixels keeps t (block_m x C) in shared memory, streams W1/W2 in `block_h` hidden
-chunks through a TMA pipeline, computes h = act(t @ W1_chunk + b1) with wgmma into registers,
-stores it to shared memory (Mosaic's GPU interpreter, used by the CPU tests, takes shared-memory
-wgmma operands only) and accumulates acc += h @ W2_chunk; the hidden activation never leaves the
-SM. t makes one HBM round trip (2C per pixel, small next to the 2 x C x 4C MACs of the MLP at
-C=256). With `warpgroups=2` a producer warpgroup streams each weight chunk once for two compute
-warpgroups (warp-specialized pipeline).
+chunks through a TMA pipeline, computes h = act(t @ W1_chunk + b1) with wgmma into registers and
+accumulates acc += h @ W2_chunk, h fed from registers on the GPU (`h_regs`) or through shared
+memory (Mosaic's GPU interpreter, used by the CPU tests, takes shared-memory wgmma operands only);
+the hidden activation never leaves the SM. t makes one HBM round trip (2C per pixel, small next to
+the 2 x C x 4C MACs of the MLP at C=256). With `warpgroups=2` or `cluster=2` a producer warpgroup
+streams each weight chunk once for the compute warpgroups of one program or, multicast, of two
+(warp-specialized pipeline).
 """
 from __future__ import annotations
 
