@@ -37,6 +37,7 @@ from flax import nnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from convfirst.cost.kernel_breakdown import format_breakdown  # noqa: E402
 from convfirst.models import create_model, model_spec  # noqa: E402
 from train import optim, sharding  # noqa: E402
 from train.mixed_precision import get_policy  # noqa: E402
@@ -110,7 +111,18 @@ def bench_framework(name, args, images_u8, labels) -> tuple[list[float], dict]:
 
     times = time_steps(run, args.warmup, args.iters)
     stats = jax.devices()[0].memory_stats() or {}
-    return times, dict(memory(compiled), device_peak_mib=stats.get("peak_bytes_in_use", 0) / 2**20)
+    extra = dict(memory(compiled), device_peak_mib=stats.get("peak_bytes_in_use", 0) / 2**20)
+    if args.breakdown:
+        extra["per_kernel"] = kernel_list(lambda: run()[1])
+    return times, extra
+
+
+def kernel_list(run) -> list[tuple[str, float]]:
+    """CUPTI's kernel list of one step, (name, ms) in launch order: where the step's time goes."""
+    from jax.experimental.mosaic.gpu import profiler
+
+    _, kernels = profiler.measure(run, aggregate=False)()
+    return [(str(name), float(ms)) for name, ms in kernels]
 
 
 def _loss(model, x, y):
@@ -174,6 +186,9 @@ def main(argv=None) -> int:
     p.add_argument("--framework_only", action="store_true",
                    help="time the framework step only (fused-backward comparisons; device peak memory is "
                         "then this step's alone)")
+    p.add_argument("--breakdown", action="store_true",
+                   help="profile one more framework step with CUPTI: its kernel list goes into the JSON and its "
+                        "time by kernel kind (convfirst.cost.kernel_breakdown) is printed")
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--iters", type=int, default=50)
     p.add_argument("--num_batches", type=int, default=4, help="distinct device-resident batches, cycled")
@@ -196,6 +211,11 @@ def main(argv=None) -> int:
         row["framework_ms"], row["framework_ms_mean"] = 1e3 * statistics.median(times), 1e3 * statistics.fmean(times)
         row["framework_img_per_sec"] = args.batch / row["framework_ms"] * 1e3
         results.append(row)
+        if args.breakdown:
+            row["per_kernel"] = row["framework_memory"].pop("per_kernel")
+            print(format_breakdown(dict(row, impl=f"{args.impl} bwd_impl={args.bwd_impl}",
+                                        device=jax.devices()[0].device_kind, infer_batch_size=args.batch,
+                                        dtype=args.precision), top=3), flush=True)
         if args.framework_only:
             print(f"{name} impl={args.impl} bwd_impl={args.bwd_impl}: framework {row['framework_ms']:.2f} ms, "
                   f"step peak {row['framework_memory']['step_peak_mib']:.0f} MiB", flush=True)
