@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # H200 session Q: where issue #5's training step spends its time (CUPTI kernel list of one step, by
-# kernel kind) for convfirst_tiny_ln with xla_native/xla_native and auto/auto, the Triton fused
-# backward not yet timed on the H200, and the two tuning-cache GPU tests run P's timeout cut.
+# kernel kind) for convfirst_tiny_ln with xla_native/xla_native and auto/auto;
+# and the two tuning-cache GPU tests run P's timeout cut.
 # Usage (device machine, repo root): CONVFIRST_COMMIT=<sha> bash scripts/gpu_run_q.sh $OUT
 set -u
 out=${1:?output dir}
@@ -13,5 +13,5 @@ nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader
 train convfirst_tiny_ln xla_native xla_native 110
 train convfirst_tiny_ln auto auto 130
 timeout 90 python -m pytest tests/test_kernels_gpu.py -q -ra -k "tuning_cache and 7x7x512" -p no:cacheprovider
-train convfirst_tiny_ln auto pallas_fused 200
+
 } 2>&1 | filter | grep -v '^ *[]["{}]' | tee "$out/run_q.log"
