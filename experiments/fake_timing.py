@@ -29,7 +29,8 @@ DEVICE = "h100"
 METHOD = "fake"
 DEVICE_LABEL = "FAKE (cost model of the NVIDIA H100 SXM5 80GB)"
 PROTOCOL = f"fake: cost-model waterline x {FACTOR}, not a measurement"
-FUSED_PREFIX = {"convfirst_block": "convfirst_fused", "mbconv_block": "mbconv_fused"}
+FUSED_PREFIX = {"convfirst_block": "convfirst_fused", "mbconv_block": "mbconv_fused",  # pallas_fused, per op
+                "mosaic_mlp": "body_mosaic_gpu_kernel"}  # Mosaic GPU names a kernel after its body
 
 
 def _env(dtype: str) -> dict:
@@ -75,8 +76,8 @@ def model(cell: dict) -> dict:
             entry["count"] += 1
         fused = impl in HIDDEN_ON_CHIP and b.tile is not None
         for k in (b.fused if fused else b.layerwise).kernels:
-            named = fused and impl == "pallas_fused" and k.name.endswith(".fused")  # as the real kernel is named
-            kname = f"{FUSED_PREFIX[problem.op]}[{k.name}]" if named else k.name
+            named = fused and k.name.endswith(".fused")  # named as the real kernel is
+            kname = f"{FUSED_PREFIX.get(impl, FUSED_PREFIX.get(problem.op))}[{k.name}]" if named else k.name
             per_kernel.append((kname, FACTOR * k.bound_s * 1e3))
     t = _timing(sum(ms for _, ms in per_kernel), tuple(per_kernel))
     row = dict(_env(dtype), kind="model", model=name, block="", block_count=1, impl=cell["impl"],

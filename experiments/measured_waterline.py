@@ -27,8 +27,9 @@ from convfirst.cost.waterline import KernelBound, KernelLoad, Waterline
 from experiments.cells import model_spec_of
 from pallas_kernels.registry import HIDDEN_ON_CHIP
 
-FUSED_KERNEL_PREFIXES = ("convfirst_fused", "mbconv_fused")
-FUSED_IMPL = "pallas_fused"
+# CUPTI names of the kernels that run a block with its hidden activation on chip (HIDDEN_ON_CHIP):
+# the Triton kernels carry their own name, Mosaic GPU names each kernel after its body.
+FUSED_KERNEL_PREFIXES = ("convfirst_fused", "mbconv_fused", "body_mosaic_gpu")
 
 
 def _execution(impl: str) -> str:
@@ -125,7 +126,7 @@ def measure(cell: dict, result: dict) -> MeasuredWaterline:
 
     fused_kernels = [ms * 1e-3 for name, ms in (model_row.get("per_kernel") or [])
                      if str(name).startswith(FUSED_KERNEL_PREFIXES)]
-    fused_layers = [i for i, (_, label, impl, _) in enumerate(rows) if label and impl == FUSED_IMPL]
+    fused_layers = [i for i, (_, label, impl, _) in enumerate(rows) if label and impl in HIDDEN_ON_CHIP]
     in_model = dict(zip(fused_layers, fused_kernels)) if len(fused_kernels) == len(fused_layers) else {}
 
     layers, bounds = [], []

@@ -2,4 +2,5 @@
 # and `filter`, which drops JAX/XLA log noise (Triton deprecation, slow-compile alarms, CUPTI delay-kernel
 # warnings, blank lines) from the run logs.
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
+: "${CONVFIRST_COMMIT:?set CONVFIRST_COMMIT=<sha>: the device copy has no usable git history, rows would name a stale commit}"
 filter() { grep -v -e "Pallas Triton backend is deprecated" -e slow_operation -e '^\*\*\*' -e "Very slow" -e '^$' -e "Delay kernel" -e "return rule"; }

@@ -7,6 +7,7 @@
 #   CONVFIRST_COMMIT=<sha> bash scripts/gpu_reproduce.sh $OUT efficiency-table:420 waterline:150
 set -u
 out=${1:?output dir}; shift
+: "${CONVFIRST_COMMIT:?set CONVFIRST_COMMIT=<sha>: the device copy has no usable git history, rows would name a stale commit}"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=$PWD:/tmp/site PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"

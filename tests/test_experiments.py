@@ -238,8 +238,8 @@ def test_killed_run_resumes_and_waterline_report(tmp_path, launches):
         # fake time is 1.5 x each layer's bound, so the kernel loss is half the waterline
         assert float(s["kernel_loss_ms"]) == pytest.approx(0.5 * float(s["waterline_ms"]), rel=1e-9)
     pico = summary[("convfirst_pico", "auto")]
-    # 2 blocks run pallas_fused (their kernels matched by name in the forward), 2 run mosaic_mlp
-    assert pico["fused_blocks"] == pico["fused_kernels_matched"] == "2"
+    # 2 blocks run pallas_fused, 2 mosaic_mlp: all 4 kernels matched by name in the forward
+    assert pico["fused_blocks"] == pico["fused_kernels_matched"] == "4"
     assert float(summary[("convfirst_pico", "xla")]["memory_bound_loss_ms"]) > float(pico["memory_bound_loss_ms"])
 
 
