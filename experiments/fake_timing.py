@@ -40,7 +40,7 @@ def _env(dtype: str) -> dict:
 
 
 def _timing(ms: float, per_kernel=None) -> Timing:
-    return Timing(ms, ms, ms, ms, METHOD, 0, 1, per_kernel)
+    return Timing(ms, ms, ms, ms, ms, METHOD, 0, 1, per_kernel)
 
 
 def _peak_matmul(dtype: str) -> float:

@@ -109,6 +109,8 @@ def test_bench_writes_the_stable_csv_on_cpu(capsys, tmp_path):
         rows = list(reader)
     assert tuple(reader.fieldnames) == COLUMNS
     assert rows[0]["kind"] == "model" and rows[0]["status"] == "ok" and float(rows[0]["infer_step_time"]) > 0
+    assert float(rows[0]["infer_wall_time"]) > 0 and float(rows[0]["infer_pipelined_time"]) > 0
+    assert "pipelined" in out  # the printed row shows all three timings
     assert all(r["status"] == "ok" for r in rows) and {r["impl"] for r in rows} == {"xla", "auto"}
     assert {r["kind"] for r in rows if r["impl"] == "xla"} == {"model", "block"}
     full = [json.loads(line) for line in (tmp_path / "bench.jsonl").read_text().splitlines()]

@@ -252,7 +252,7 @@ def test_autotune_never_caches_a_fast_but_wrong_config(monkeypatch):
 
     def time_call(fn, make, *, protocol):  # the broken config is the fastest; tune's fn binds cfg=...
         ms = fake_ms[fn.__defaults__[0]]
-        return Timing(ms, ms, ms, ms, "fake", 1, 1)
+        return Timing(ms, ms, ms, ms, ms, "fake", 1, 1)
 
     monkeypatch.setattr("pallas_kernels.timing.time_call", time_call)
     result = autotune.tune(prob, dtype=BF16, impls=["pallas_fused", "xla"], log=lambda *_: None)

@@ -114,5 +114,6 @@ def _print(r):
     eff = r["eff_datasheet"]
     print(f"{r['model']:18s} {r['block'] or '(model)':52s} {impl:16s} {r['infer_step_time']:9.4f} ms "
           f"{r['infer_samples_per_sec']:10.0f} img/s {r['achieved_tmacs']:7.1f} TMAC/s "
-          f"{100 * eff if eff else float('nan'):5.1f}% of datasheet"
+          f"{100 * eff if eff else float('nan'):5.1f}% of datasheet  (wall {r['infer_wall_time']:.3f}, "
+          f"pipelined {r['infer_pipelined_time']:.3f} ms)"
           + ("  [outlier]" if r["status"] == "outlier" else ""), flush=True)
