@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# H200 session U (prepared 2026-12-01, not yet run): why run R's steady-state training steps (steps
-# dispatched back to back) are slower than steps blocked one by one for ConvFirst and not for ConvNeXt.
-# nvidia-smi samples SM clock, power and the active clock-event (throttle) reasons every 100 ms while
-# both loops run; if the clock drops in the steady loop, the power limit is the cause.
+# H200 session U (prepared 2026-12-01, not yet run). (1) The inference copy in final form (1x1 weights
+# cast, conv bias folded: fewer small kernels per block) against per-call folding, with the new
+# pipelined wall-clock next to the kernel sum and the blocked wall-clock, convnext_tiny on xla in the
+# same process. (2) Why run R's steady-state training steps (steps dispatched back to back) are slower
+# than steps blocked one by one for ConvFirst and not for ConvNeXt: nvidia-smi samples SM clock, power
+# and the active clock-event (throttle) reasons every 100 ms while both loops run; if the clock drops
+# in the steady loop, the power limit is the cause.
 # Usage (device machine, repo root): CONVFIRST_COMMIT=<sha> bash scripts/gpu_run_u.sh $OUT
 set -u
 out=${1:?output dir}
@@ -14,6 +17,10 @@ train() { echo "start $1 $2 $(date +%T.%N)"; timeout $4 python scripts/bench_tra
   --bwd_impl $3 --framework_only --batch 128 --precision bf16 --iters 20 --warmup 3 \
   --out "$out/train_step_$1_$2_$3.json"; echo "end $1 $2 $(date +%T.%N)"; }
 {
+timeout 150 python -m convfirst.cli bench --models convfirst_tiny,convnext_tiny --impl xla,auto --batch 128 \
+  --dtype bf16 --breakdown --csv "$out/bench_u_per_call.csv" --jsonl "$out/bench_u_per_call.jsonl"
+timeout 100 python -m convfirst.cli bench --models convfirst_tiny --impl auto --batch 128 --dtype bf16 \
+  --breakdown --fold-ahead --csv "$out/bench_u_folded.csv" --jsonl "$out/bench_u_folded.jsonl"
 train convfirst_tiny_ln xla_native xla_native 120
 train convnext_tiny xla xla 150
 } 2>&1 | filter | grep -v -e '^ *[]["{}]' -e '^ *[0-9.]*,\?$' | tee "$out/run_u.log"

@@ -260,3 +260,26 @@ def test_autotune_never_caches_a_fast_but_wrong_config(monkeypatch):
     assert result["best_impl"] == "pallas_fused" and result["times_ms"]["xla"] == 5.0
     assert "wrong result: max error" in result["errors"][f"pallas_fused:{broken}"]
     assert f"pallas_fused:{slow}" not in result["errors"]  # checked in speed order: never reached
+
+
+def test_conv_bias_folded_form_runs_on_every_implementation():
+    """Inference copies hold the conv bias folded into the expand bias (b_conv None): every
+    implementation accepts that form and matches the reference of the unfolded parameters, mosaic_mlp
+    bit for bit (it folds the same way per call), and the tuning cache keys both forms alike."""
+    prob = cf(1, 5, 7, 64, 128)
+    x, params = _inputs(prob, BF16)
+    folded = params.with_conv_bias_folded()
+    assert folded.b_conv is None and params.b_conv is not None
+    with jax.default_matmul_precision("highest"):
+        ref = CONVFIRST_BLOCK.reference(x.astype(jnp.float32), params, **prob.static())
+    static = prob.static()
+    for impl in CONVFIRST_BLOCK.names:
+        out = jax.jit(functools.partial(convfirst_block, impl=impl, **static))(x, folded)
+        assert_close(out, ref, BF16, prob.hidden)
+        if impl == "mosaic_mlp":
+            same = jax.jit(functools.partial(convfirst_block, impl=impl, **static))(x, params)
+            np.testing.assert_array_equal(np.asarray(out, np.float32), np.asarray(same, np.float32))
+    assert autotune.shape_key("convfirst_block", x, folded, static) == \
+        autotune.shape_key("convfirst_block", x, params, static)
+    ln = _inputs(cf(1, 3, 3, 32, 64, layer_norm=True), BF16)[1]
+    assert ln.with_conv_bias_folded() is ln  # a LayerNorm between conv and expand: nothing to fold

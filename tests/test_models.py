@@ -401,26 +401,48 @@ def test_narrow_patchify_stem_runs_as_a_gemm_equal_to_the_conv(cin, hw, dtype):
 
 
 def _count_primitive(model, x, name: str) -> int:
+    """Occurrences of a primitive in the forward's jaxpr, inside the block ops' sub-jaxprs too."""
+    def count(jaxpr) -> int:
+        n = 0
+        for e in jaxpr.eqns:
+            n += e.primitive.name == name
+            for v in e.params.values():
+                for sub in v if isinstance(v, (tuple, list)) else (v,):
+                    if isinstance(sub, jax.extend.core.ClosedJaxpr):
+                        n += count(sub.jaxpr)
+                    elif isinstance(sub, jax.extend.core.Jaxpr):
+                        n += count(sub)
+        return n
+
     graphdef, state = nnx.split(model)
-    jaxpr = jax.make_jaxpr(lambda s, x: nnx.merge(graphdef, s)(x))(state, x).jaxpr
-    return sum(e.primitive.name == name for e in jaxpr.eqns)
+    return count(jax.make_jaxpr(lambda s, x: nnx.merge(graphdef, s)(x))(state, x).jaxpr)
 
 
 @pytest.mark.parametrize("name,kw", [("convfirst_pico", {}), ("convfirst_pico_ln", {}),
                                      ("efficientnet_b0", dict(resolution=32))])
 def test_for_inference_folds_once_and_computes_the_same(name, kw):
-    """The inference copy computes exactly what the eval-mode model computes, without folding
-    BatchNorm inside the forward (the stem's and downsampling's BatchNorm stay: not block ops), and
-    refuses training while the original still trains."""
+    """The inference copy computes what the eval-mode model computes (bit for bit where no conv bias
+    moves: LayerNorm blocks, MBConv; within bf16 rounding where ConvFirst's conv bias is folded into
+    the expand bias), without folding BatchNorm or casting the 1x1 weights inside the forward (the
+    stem's and downsampling's BatchNorm stay: not block ops), and refuses training while the original
+    still trains."""
     model = create_model(name, dtype=jnp.bfloat16, impl="xla_native", **kw)
     spec = model.spec
     x = jax.random.normal(jax.random.key(0), (2, spec.resolution, spec.resolution, spec.in_chans))
     model.eval()
     frozen = model.for_inference()
-    np.testing.assert_array_equal(np.asarray(frozen(x)), np.asarray(model(x)))
+    out, ref = np.asarray(frozen(x), np.float32), np.asarray(model(x), np.float32)
+    if name == "convfirst_pico":
+        np.testing.assert_allclose(out, ref, rtol=0.05, atol=0.05 * np.abs(ref).max())
+    else:
+        np.testing.assert_array_equal(out, ref)
     blocks = sum(isinstance(layer, model_blocks._ResidualBlock) for layer in model.layers)
     if name == "convfirst_pico":  # three BatchNorms per block, folded per call unless frozen
         assert _count_primitive(model, x, "rsqrt") - _count_primitive(frozen, x, "rsqrt") == 3 * blocks
+    # the expand and project weights are cast once, not in every forward (one convert each)
+    weights = sum(2 - (layer.expand is None) for layer in model.layers if isinstance(layer, model_blocks._ResidualBlock))
+    assert _count_primitive(model, x, "convert_element_type") - \
+        _count_primitive(frozen, x, "convert_element_type") >= weights
     sizes = [sum(v.size for v in jax.tree.leaves(nnx.state(m))) for m in (model, frozen)]
     assert sizes[1] < sizes[0]  # the blocks' raw layers are gone, not kept next to the folded ones
     assert all(layer.conv is None for layer in frozen.layers if isinstance(layer, model_blocks._ResidualBlock))

@@ -87,18 +87,21 @@ class ConvNet(nnx.Module):
                     setattr(layer, attr, chosen[_BLOCK_OPS[type(layer.spec)]])
 
     def for_inference(self) -> "ConvNet":
-        """A copy in eval mode whose residual blocks hold their inference parameters (BatchNorm and
-        layer scale folded), computed once here, so a forward no longer spends small kernels on
-        folding them (part of the ~11 us per block of weight preparation on the H200). The blocks'
-        raw layers are dropped from the copy (no stale duplicate, about half the state); the copy
-        refuses training and the original is unchanged."""
+        """A copy in eval mode whose residual blocks hold their inference parameters in final form
+        (BatchNorm and layer scale folded, 1x1 weights in the compute dtype, ConvFirst's conv bias
+        folded into the expand bias; `_ResidualBlock.freeze`), computed once here, so a forward no
+        longer spends small kernels on preparing them. Outputs equal the eval-mode model's up to the
+        rounding of the moved conv bias (bit for bit with `mosaic_mlp`, which folds it per call, and
+        for blocks without a conv bias to move). The blocks' raw layers are dropped from the copy (no
+        stale duplicate, about half the state); the copy refuses training and the original is
+        unchanged."""
         from convfirst.models.blocks import _ResidualBlock
 
         frozen = nnx.clone(self)
         frozen.eval()
         for layer in frozen.layers:
             if isinstance(layer, _ResidualBlock):
-                layer.freeze()
+                layer.freeze(self.dtype)
         return frozen
 
     def __call__(self, x):

@@ -180,7 +180,7 @@ def convfirst_fused_bwd(x, params: ConvFirstParams, dy, *, config: configs.BwdCo
     w1, w2 = params.w_expand.astype(dt_), params.w_project.astype(dt_)
     b1 = params.b_expand.astype(f32)
     dy = dy.astype(dt_)
-    t = gconv(x, params.w_conv, params.b_conv, group_width=group_width, out_dtype=f32).reshape(m, c)
+    t = gconv(x, params.w_conv, params.conv_bias(), group_width=group_width, out_dtype=f32).reshape(m, c)
     dy2 = dy.reshape(m, c)
     static = dict(m=m, c=c, cfg=cfg, act=act)
     params_in = pltriton.CompilerParams(num_warps=cfg.num_warps, num_stages=cfg.num_stages)

@@ -190,7 +190,7 @@ def convfirst_fused(x, params: ConvFirstParams, *, config: configs.FusedConfig |
     else:
         wc = block_diagonal_conv_weights(params.w_conv, group_width, cfg.conv_chunk).astype(dt)
         order = join_order(c // cfg.conv_chunk, cfg.conv_chunk)
-    operands = (x, wc, params.b_conv[order].astype(f32), ln_s[order].astype(f32), ln_b[order].astype(f32),
+    operands = (x, wc, params.conv_bias()[order].astype(f32), ln_s[order].astype(f32), ln_b[order].astype(f32),
                 params.w_expand[order].astype(dt), params.b_expand.astype(f32),
                 params.w_project.astype(dt), params.b_project.astype(f32))
 

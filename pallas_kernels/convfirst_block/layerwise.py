@@ -47,7 +47,7 @@ def convfirst_layerwise(x, params: ConvFirstParams, *, config: LayerwiseConfig |
     if reason := check(x, params, group_width=group_width, residual=residual):
         raise UnsupportedError(f"pallas_layerwise: {reason}")
     cfg = config or heuristic(x.shape, params, group_width=group_width)
-    t = gconv(x, params.w_conv, params.b_conv, group_width=group_width, config=cfg.gconv)
+    t = gconv(x, params.w_conv, params.conv_bias(), group_width=group_width, config=cfg.gconv)
     if params.ln_scale is not None:
         t = layer_norm(t.astype(jnp.float32), params.ln_scale, params.ln_bias, ln_eps).astype(x.dtype)
     h = gemm(t, params.w_expand, params.b_expand, act=act, config=cfg.expand)

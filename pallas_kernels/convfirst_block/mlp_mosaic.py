@@ -286,11 +286,11 @@ def convfirst_mosaic_mlp(x, params: ConvFirstParams, *, config: MosaicMLPConfig 
         raise UnsupportedError(f"mosaic_mlp config {cfg}: {reason}")
     dt = x.dtype
     t = grouped_conv(x, params.w_conv, group_width, out_dtype=dt)
-    b_expand = params.b_expand
     if params.ln_scale is not None:
         t = layer_norm(t.astype(jnp.float32) + params.b_conv, params.ln_scale, params.ln_bias, ln_eps).astype(dt)
-    else:  # (t + b) W1 + b1 = t W1 + (b W1 + b1): the conv bias folds into the expand bias (f32)
-        b_expand = b_expand + jnp.dot(params.b_conv, params.w_expand, precision="highest")
+    else:  # the conv bias folds into the expand bias (already done in inference copies)
+        params = params.with_conv_bias_folded()
+    b_expand = params.b_expand
     m = n * h * w
     pad = -m % (cfg.rows * cfg.cluster)  # a partial last cluster tile: pad rows (one extra copy; batch 128 needs none)
     rows = lambda a: jnp.pad(a.reshape(m, c), ((0, pad), (0, 0))) if pad else a.reshape(m, c)  # noqa: E731

@@ -29,13 +29,31 @@ import jax.numpy as jnp
 
 class ConvFirstParams(NamedTuple):
     w_conv: jax.Array  # (k, k, G, C) HWIO, grouped: C // G groups of G channels
-    b_conv: jax.Array  # (C,)
+    b_conv: jax.Array | None  # (C,); None: folded into b_expand (inference copies, no LayerNorm)
     w_expand: jax.Array  # (C, M)
     b_expand: jax.Array  # (M,)
     w_project: jax.Array  # (M, C)
     b_project: jax.Array  # (C,)
     ln_scale: jax.Array | None = None  # (C,) per-pixel LayerNorm after the conv, if any
     ln_bias: jax.Array | None = None
+
+    def conv_bias(self) -> jax.Array:
+        """b_conv, or zeros where it was folded into b_expand (kernels that take a bias vector)."""
+        return jnp.zeros(self.w_conv.shape[-1], jnp.float32) if self.b_conv is None else self.b_conv
+
+    def key_form(self) -> "ConvFirstParams":
+        """The form the tuning cache keys on: a folded conv bias is the same problem for speed."""
+        if self.b_conv is not None:
+            return self
+        return self._replace(b_conv=jax.ShapeDtypeStruct((self.w_conv.shape[-1],), jnp.float32))
+
+    def with_conv_bias_folded(self) -> "ConvFirstParams":
+        """(t + b) W1 + b1 = t W1 + (b W1 + b1), in float32: the inference form without the conv bias.
+        Only without LayerNorm between conv and expand."""
+        if self.ln_scale is not None or self.b_conv is None:
+            return self
+        b = self.b_expand + jnp.dot(self.b_conv, self.w_expand, precision="highest")
+        return self._replace(b_conv=None, b_expand=b)
 
 
 ACTIVATIONS = {
@@ -80,7 +98,9 @@ def convfirst_block_reference(x, p: ConvFirstParams, *, group_width: int, act: s
                               residual: bool = True, ln_eps: float = 1e-6, precise: bool = True):
     dtype = x.dtype
     mid = jnp.float32 if precise else dtype  # intermediates (see the module docstring)
-    t = grouped_conv(x, p.w_conv, group_width, out_dtype=mid) + p.b_conv.astype(mid)
+    t = grouped_conv(x, p.w_conv, group_width, out_dtype=mid)
+    if p.b_conv is not None:
+        t = t + p.b_conv.astype(mid)
     if p.ln_scale is not None:
         t = layer_norm(t.astype(jnp.float32), p.ln_scale, p.ln_bias, ln_eps).astype(mid)
     h = activation(act)(dense(t.astype(dtype), p.w_expand, p.b_expand, mid))
