@@ -14,8 +14,10 @@ Method (documented in docs/results.md):
   `KernelBound` per layer: compute_s = sum C_i/P (executed MACs), memory_s = compute_s + the layer's
   memory-bound excess sum_i max(0, D_i/B - C_i/P), so its bound_s is exactly L_l.
 - In-model fused kernels: CUPTI kernels of the whole forward whose names start with
-  'convfirst_fused'/'mbconv_fused' are matched by order to the blocks that ran fused (reported beside
-  the isolated times; they do not enter the split).
+  'convfirst_fused'/'mbconv_fused' (pallas_fused) or 'body_mosaic_gpu' (mosaic_mlp, its only Mosaic GPU
+  kernel: Mosaic names kernels after their body function) are matched by order to the blocks that
+  ran with the hidden activation on chip (reported beside the isolated times, which for mosaic_mlp
+  also include XLA's grouped conv; they do not enter the split).
 """
 from __future__ import annotations
 

@@ -662,8 +662,9 @@ METHODS = """\
   (block-fused when it ran pallas_fused or mosaic_mlp -- the latter's conv-output round trip, 2C per pixel,
   is not in that bound -- else layer-wise). T_model = ideal + recompute + memory-bound
   loss sum_i max(0, D_i/B - C_i/P) (fusion removes it) + kernel loss sum (T - L) (better kernels remove it).
-  The raw CUPTI kernel list of one forward is kept; kernels named `convfirst_fused*`/`mbconv_fused*` are
-  matched in order to the blocks that ran fused ("in forward" column).
+  The raw CUPTI kernel list of one forward is kept; kernels named `convfirst_fused*`/`mbconv_fused*`
+  (pallas_fused) and `body_mosaic_gpu*` (mosaic_mlp's MLP kernel) are matched in order to the blocks
+  that ran fused ("in forward" column).
 - Impl `xla` is the reference graph with float32 intermediates between XLA's kernels (TF32 grouped
   conv, float32 hidden activation); `xla_native` keeps them in bf16/fp16 as a mixed-precision Flax
   model does and is the stronger XLA baseline (docs/kernels.md, "The XLA baseline").

@@ -221,8 +221,9 @@ def main(argv=None) -> int:
                    help="time the framework step only (fused-backward comparisons; device peak memory is "
                         "then this step's alone)")
     p.add_argument("--breakdown", action="store_true",
-                   help="profile one more framework step with CUPTI: its kernel list goes into the JSON and its "
-                        "time by kernel kind (convfirst.cost.kernel_breakdown) is printed")
+                   help="profile two more framework steps with CUPTI (a warm-up and the profiled one): the "
+                        "latter's kernel list goes into the JSON and its time by kernel kind "
+                        "(convfirst.cost.kernel_breakdown) is printed")
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--iters", type=int, default=50)
     p.add_argument("--num_batches", type=int, default=4, help="distinct device-resident batches, cycled")

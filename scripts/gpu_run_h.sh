@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # H200 session H: sweep the fused ConvFirst kernel's flat-tile configs on convfirst_tiny's stage
 # shapes next to the xla and xla_native baselines (bf16, batch 128), and the MLP alone (k=1).
-# Usage (device machine, repo root): bash scripts/gpu_run_h.sh $OUT
+# Usage (device machine, repo root): CONVFIRST_COMMIT=<sha> bash scripts/gpu_run_h.sh $OUT
 set -u
 out=${1:?output dir}
 . scripts/gpu_env.sh  # PYTHONPATH, filter

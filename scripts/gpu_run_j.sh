@@ -2,7 +2,7 @@
 # H200 session J: tuning-cache entries of convfirst_tiny, convfirst_tiny_ln and convfirst_small over
 # xla, xla_native, pallas_fused and mosaic_mlp (bf16, batch 128), then 'auto' with that cache checked
 # against the reference at every tuned shape.
-# Usage (device machine, repo root): bash scripts/gpu_run_j.sh $OUT
+# Usage (device machine, repo root): CONVFIRST_COMMIT=<sha> bash scripts/gpu_run_j.sh $OUT
 set -u
 out=${1:?output dir}
 . scripts/gpu_env.sh  # PYTHONPATH, filter

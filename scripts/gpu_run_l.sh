@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # H200 session L: mosaic_mlp's extended config space (two compute warpgroups, clusters with TMA
 # multicast, register-fed project GEMM, delayed release) at convfirst_tiny's stage shapes.
-# Usage (device machine, repo root): bash scripts/gpu_run_l.sh $OUT
+# Usage (device machine, repo root): CONVFIRST_COMMIT=<sha> bash scripts/gpu_run_l.sh $OUT
 set -u
 out=${1:?output dir}
 . scripts/gpu_env.sh  # PYTHONPATH, filter

@@ -2,7 +2,7 @@
 # H200 session M: the grouped conv four ways (what mosaic_mlp's conv should be), then the tuning-cache
 # entries of convfirst_tiny with mosaic_mlp's new space (h_regs, clusters), then mosaic_mlp's GPU tests
 # (batch 16: padded tiles, every candidate of one shape).
-# Usage (device machine, repo root): bash scripts/gpu_run_m.sh $OUT
+# Usage (device machine, repo root): CONVFIRST_COMMIT=<sha> bash scripts/gpu_run_m.sh $OUT
 set -u
 out=${1:?output dir}
 . scripts/gpu_env.sh  # PYTHONPATH, filter

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # H200 session O: the training steps run N lacked for issue #5's comparisons: convnext_tiny with
 # impl=xla, convfirst_tiny_ln with xla_native/xla_native (bf16, batch 128).
-# Usage (device machine, repo root): bash scripts/gpu_run_o.sh $OUT
+# Usage (device machine, repo root): CONVFIRST_COMMIT=<sha> bash scripts/gpu_run_o.sh $OUT
 set -u
 out=${1:?output dir}
 . scripts/gpu_env.sh  # PYTHONPATH, filter

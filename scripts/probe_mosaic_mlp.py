@@ -1,9 +1,11 @@
 """GPU probe of mosaic_mlp's config space at convfirst_tiny's stage shapes: every valid config of a
-grid (warpgroups x cluster x h_regs x delay_release x pipeline depth x residual buffer), timed under
+grid (warpgroups x cluster x h_regs x delay_release x pipeline depth x residual buffer x ping-pong),
+each axis narrowed by its option, timed under
 the one protocol, checked against the reference, with the per-kernel split (XLA conv vs the MLP
 kernel). Its results decide the autotuner's candidate space and the heuristic.
 
     python scripts/probe_mosaic_mlp.py --batch 128 --out $OUT/probe_mosaic_mlp.json [--channels 64,128,256]
+        [--warpgroups 2 --pingpong 1,0 --h-regs 1 --delay-release 0]
 """
 import argparse
 import itertools
@@ -23,6 +25,10 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--batch", type=int, default=128)
 ap.add_argument("--channels", default="256,128,64")
 ap.add_argument("--block-h", default="64")
+ap.add_argument("--warpgroups", default="2,1")
+ap.add_argument("--h-regs", default="1,0")
+ap.add_argument("--delay-release", default="1,0")
+ap.add_argument("--pingpong", default="1,0", help="with two warpgroups only (other configs are skipped)")
 ap.add_argument("--seconds-per-shape", type=float, default=150)
 ap.add_argument("--out", required=True)
 args = ap.parse_args()
@@ -40,9 +46,10 @@ for c in map(int, args.channels.split(",")):
     with jax.default_matmul_precision("highest"):
         ref = op.reference(x0.astype(jnp.float32), params, **static)
     # the new mechanisms first, so a cut budget drops the old single-warpgroup configs
-    grid = itertools.product((2, 1), (2, 1), (True, False), (1, 0), map(int, args.block_h.split(",")), (2, 3, 4),
-                             (False, True))
-    cfgs = [MosaicMLPConfig(64, bh, s, xb, wgs, cl, hr, dr) for wgs, cl, hr, dr, bh, s, xb in grid]
+    ints = lambda text: [int(v) for v in text.split(",")]  # noqa: E731
+    grid = itertools.product(ints(args.warpgroups), (2, 1), map(bool, ints(args.h_regs)), ints(args.delay_release),
+                             ints(args.block_h), (2, 3, 4), (False, True), map(bool, ints(args.pingpong)))
+    cfgs = [MosaicMLPConfig(64, bh, s, xb, wgs, cl, hr, dr, pp) for wgs, cl, hr, dr, bh, s, xb, pp in grid]
     cfgs = [cfg for cfg in cfgs if _config_reason(cfg, c, 4 * c) is None]
     print(f"{prob.label()}: {len(cfgs)} configs (shared memory <= {SMEM_BYTES})", flush=True)
     start = time.time()

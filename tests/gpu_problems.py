@@ -42,9 +42,12 @@ CANDIDATE_PROBLEMS = [EFFICIENTNET_B0[1], EFFICIENTNET_B0[4], GROUPED_MBCONV[0],
 N_CANDIDATES = 3
 
 # mosaic_mlp's GPU-only mechanisms (the simulator runs wgmma synchronously and takes no register
-# operands): the register-fed project GEMM, with clusters and with the project GEMM left in flight
-# across steps, on shapes whose last cluster is padded (batch 16: 1296, 3136 and 784 pixels)
+# operands): the register-fed project GEMM, with clusters, with the project GEMM left in flight
+# across steps and with the ping-pong schedule, on shapes whose last cluster is padded (batch 16:
+# 1296, 3136 and 784 pixels)
 MOSAIC_GPU_ONLY = [(cf(9, 64), MosaicMLPConfig(64, 64, 2, True, 1, 2, True, 0)),
                    (cf(9, 64, act="relu", residual=False), MosaicMLPConfig(64, 64, 3, True, 2, 2, True, 1)),
                    (cf(14, 128), MosaicMLPConfig(64, 64, 2, False, 2, 1, True, 1)),
-                   (cf(7, 256, layer_norm=True, act="gelu_tanh"), MosaicMLPConfig(64, 64, 2, True, 1, 1, True, 0))]
+                   (cf(7, 256, layer_norm=True, act="gelu_tanh"), MosaicMLPConfig(64, 64, 2, True, 1, 1, True, 0)),
+                   (cf(14, 128), MosaicMLPConfig(64, 64, 2, True, 2, 2, True, 0, pingpong=True)),
+                   (cf(9, 256, act="relu"), MosaicMLPConfig(64, 64, 2, False, 2, 1, True, 1, pingpong=True))]

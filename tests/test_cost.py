@@ -314,8 +314,10 @@ def test_kernel_breakdown_sorts_kernels_into_kinds(tmp_path, capsys):
     assert list(rows)[0] == "our kernels (Pallas)"  # largest first
     path = tmp_path / "bench.jsonl"
     path.write_text(json.dumps(dict(model="m", impl="auto", kind="model", device="GPU", infer_batch_size=8,
-                                    dtype="bf16", per_kernel=per_kernel)) + "\n")
+                                    dtype="bf16", per_kernel=per_kernel, infer_wall_time=7.5,
+                                    infer_pipelined_time=6.25)) + "\n")
     assert kb.main([str(path)]) == 0
-    assert "m impl=auto: 5.000 ms of kernels (GPU, batch 8, bf16)" in capsys.readouterr().out
+    assert ("m impl=auto: 5.000 ms of kernels in 10 launches; wall 7.500 ms; pipelined 6.250 ms (GPU, batch 8, "
+            "bf16)") in capsys.readouterr().out
     with pytest.raises(SystemExit, match="no model row"):
         kb.main([str(path), "--impl", "xla"])

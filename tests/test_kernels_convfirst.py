@@ -283,3 +283,33 @@ def test_conv_bias_folded_form_runs_on_every_implementation():
         autotune.shape_key("convfirst_block", x, params, static)
     ln = _inputs(cf(1, 3, 3, 32, 64, layer_norm=True), BF16)[1]
     assert ln.with_conv_bias_folded() is ln  # a LayerNorm between conv and expand: nothing to fold
+
+
+def test_inference_copy_folds_the_conv_bias_before_casting():
+    """The frozen block folds b_conv through the float32 expand weights (as mosaic_mlp does per call),
+    then casts: unrounded float32 weights make the order visible."""
+    from flax import nnx
+
+    from convfirst.models import create_model
+    from convfirst.models.blocks import ConvFirstBlock
+
+    model = create_model("convfirst_pico", rngs=nnx.Rngs(0), dtype=BF16, impl="xla_native")
+    model.eval()
+    block = next(layer for layer in model.layers if isinstance(layer, ConvFirstBlock))
+    p = block.op_params()
+    expected = p.b_expand + jnp.dot(p.b_conv, p.w_expand, precision="highest")
+    frozen = next(layer for layer in model.for_inference().layers if isinstance(layer, ConvFirstBlock))
+    got = frozen.frozen_params.get_value()
+    assert got.b_conv is None and got.w_expand.dtype == BF16 and got.b_expand.dtype == jnp.float32
+    np.testing.assert_array_equal(np.asarray(got.b_expand), np.asarray(expected))
+
+
+def test_fused_backward_accepts_the_folded_form():
+    """Gradients through an inference copy's parameters (b_conv folded away) keep their structure."""
+    prob = cf(1, 3, 5, 32, 64)
+    x, params = _inputs(prob, BF16)
+    folded = params.with_conv_bias_folded()
+    loss = lambda p: convfirst_block(x, p, impl="xla", bwd_impl="pallas_fused", **prob.static()).astype(
+        jnp.float32).sum()  # noqa: E731
+    grads = jax.grad(loss)(folded)
+    assert grads.b_conv is None and grads.b_expand.shape == folded.b_expand.shape

@@ -51,6 +51,11 @@ CASES = [  # 70 and 98 pixels: the last 64-row tile is padded; two pipeline step
     (cf(1, 9, 9, 128, 256, layer_norm=True), MosaicMLPConfig(64, 64, 3, x_buffer=False, cluster=2), BF16),
     (cf(2, 5, 7, 64, 192), MosaicMLPConfig(64, 64, 2, delay_release=1), F16),
     (cf(1, 9, 9, 64, 256, act="relu"), MosaicMLPConfig(64, 64, 3, warpgroups=2, cluster=2, delay_release=1), BF16),
+    # the ping-pong schedule: the two compute warpgroups take turns through a schedule barrier (a
+    # miscounted arrival deadlocks the simulator)
+    (cf(2, 9, 9, 64, 256), MosaicMLPConfig(64, 64, 2, warpgroups=2, pingpong=True), BF16),
+    (cf(1, 9, 9, 128, 256, layer_norm=True), MosaicMLPConfig(64, 64, 3, x_buffer=False, warpgroups=2, cluster=2,
+                                                             delay_release=1, pingpong=True), F16),
 ]
 
 

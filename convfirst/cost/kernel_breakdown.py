@@ -44,7 +44,13 @@ def breakdown(per_kernel) -> list[dict]:
 
 
 def format_breakdown(row: dict, top: int = 2) -> str:
+    """The kinds, largest first, under a header with the kernel count and, where the row has them, the
+    wall-clock times: kernel time against wall clock is what the launch gaps cost."""
+    walls = [f"{label} {row[key]:.3f} ms" for label, key in (("wall", "infer_wall_time"),
+                                                             ("pipelined", "infer_pipelined_time"))
+             if row.get(key)]
     lines = [f"{row['model']} impl={row['impl']}: {sum(ms for _, ms in row['per_kernel']):.3f} ms of kernels "
+             f"in {len(row['per_kernel'])} launches{''.join('; ' + w for w in walls)} "
              f"({row.get('device', '?')}, batch {row.get('infer_batch_size', '?')}, {row.get('dtype', '?')})"]
     for b in breakdown(row["per_kernel"]):
         names = "; ".join(f"{n[:48]} {ms:.3f}" for n, ms in b["top"][:top])

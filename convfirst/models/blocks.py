@@ -57,9 +57,12 @@ class _ResidualBlock(nnx.Module):
                 setattr(self, name, None)
 
     def inference_params(self, dtype):
-        p = self.op_params()
+        p = self.folded_params()  # every fold in float32, before the cast
         cast = lambda w: None if w is None else w.astype(dtype)  # noqa: E731
         return p._replace(w_expand=cast(p.w_expand), w_project=cast(p.w_project))
+
+    def folded_params(self):
+        return self.op_params()
 
     def refuse_training_if_frozen(self) -> None:
         if self.frozen_params is not None and not self.deterministic:
@@ -124,10 +127,10 @@ class ConvFirstBlock(_ResidualBlock):
                                ln_scale=None if ln is None else ln.scale[...],
                                ln_bias=None if ln is None else ln.bias[...])
 
-    def inference_params(self, dtype):
-        """Also the conv bias folded into the expand bias where no LayerNorm sits between them (the
-        float32 fold `mosaic_mlp` does per call)."""
-        return super().inference_params(dtype).with_conv_bias_folded()
+    def folded_params(self):
+        """Also the conv bias folded into the expand bias where no LayerNorm sits between them (in
+        float32 with the float32 expand weights, as `mosaic_mlp` folds it per call)."""
+        return self.op_params().with_conv_bias_folded()
 
     def unfused(self, x):
         """The residual branch layer by layer with Flax modules (BatchNorm in its own mode)."""

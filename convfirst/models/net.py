@@ -91,8 +91,8 @@ class ConvNet(nnx.Module):
         (BatchNorm and layer scale folded, 1x1 weights in the compute dtype, ConvFirst's conv bias
         folded into the expand bias; `_ResidualBlock.freeze`), computed once here, so a forward no
         longer spends small kernels on preparing them. Outputs equal the eval-mode model's up to the
-        rounding of the moved conv bias (bit for bit with `mosaic_mlp`, which folds it per call, and
-        for blocks without a conv bias to move). The blocks' raw layers are dropped from the copy (no
+        rounding of the moved conv bias (bit for bit where no conv bias moves: LayerNorm blocks,
+        MBConv). The blocks' raw layers are dropped from the copy (no
         stale duplicate, about half the state); the copy refuses training and the original is
         unchanged."""
         from convfirst.models.blocks import _ResidualBlock

@@ -232,7 +232,7 @@ def convfirst_fused_bwd(x, params: ConvFirstParams, dy, *, config: configs.BwdCo
     _, conv_vjp = jax.vjp(lambda wc: grouped_conv(x, wc, group_width), params.w_conv)
     (dw_conv,) = conv_vjp(dt.astype(f32))
     grads = ConvFirstParams(
-        w_conv=dw_conv, b_conv=dbc.sum(0), w_expand=dw1p.sum(0), b_expand=db1p.sum(0),
+        w_conv=dw_conv, b_conv=None if params.b_conv is None else dbc.sum(0), w_expand=dw1p.sum(0), b_expand=db1p.sum(0),
         w_project=dw2p.sum(0), b_project=db2.sum(0),
         ln_scale=dlns.sum(0) if layer_norm else None, ln_bias=dlnb.sum(0) if layer_norm else None)
     return dx, jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params)

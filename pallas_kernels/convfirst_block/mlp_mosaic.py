@@ -56,7 +56,10 @@ class MosaicMLPConfig(Serializable):
     programs' shared memory (half the L2 traffic again). h_regs: the activated hidden chunk feeds
     the project GEMM from registers instead of a shared-memory round trip (GPU only: Mosaic's
     simulator takes shared-memory operands). delay_release: 1 leaves the project GEMM of a step in
-    flight while the next step's expand GEMM is issued (its weight chunk released a step later)."""
+    flight while the next step's expand GEMM is issued (its weight chunk released a step later).
+    pingpong (two compute warpgroups): a schedule barrier makes them take turns on the tensor cores,
+    one warpgroup's bias + activation running under the other's GEMMs (FlashAttention-3's schedule,
+    as jax's attention_mgpu does it); without it both reach their activation in the same cycles."""
 
     block_m: int = 64
     block_h: int = 64
@@ -66,6 +69,7 @@ class MosaicMLPConfig(Serializable):
     cluster: int = 1
     h_regs: bool = False
     delay_release: int = 0
+    pingpong: bool = False
 
     @property
     def warp_specialized(self) -> bool:
@@ -84,6 +88,7 @@ class MosaicMLPConfig(Serializable):
         buffers += [self.max_concurrent_steps * c * self.block_h * itemsize] * 2  # W1, W2 chunks
         buffers += [4 * self.warpgroups * hidden, 4 * self.warpgroups * c]  # f32 biases
         buffers += [8 * 4 * self.warpgroups, 8 * 4 * self.max_concurrent_steps]  # ours, the pipeline's barriers
+        buffers += [8] if self.pingpong else []  # the schedule barrier
         return sum(-(-n // SMEM_ALIGNMENT) * SMEM_ALIGNMENT for n in buffers)
 
 
@@ -103,11 +108,12 @@ def heuristic(c: int, hidden: int) -> MosaicMLPConfig:
 def candidates(c: int, hidden: int) -> list[MosaicMLPConfig]:
     """The autotuner's space: 64-wide hidden chunks (128 lost at every stage shape), 1-4 chunks in
     flight, residual buffer or not, 1-2 compute warpgroups, 1-2 programs per cluster, delayed
-    release with two warpgroups only (it lost every single-warpgroup pairing)."""
+    release (it lost every single-warpgroup pairing) and the ping-pong schedule with two warpgroups
+    only."""
     h_regs = not interpret_mode()
-    out = [MosaicMLPConfig(64, 64, s, xb, wgs, cl, h_regs, dr)
+    out = [MosaicMLPConfig(64, 64, s, xb, wgs, cl, h_regs, dr, pp)
            for s in (1, 2, 3, 4) for xb in (True, False) for wgs in (1, 2) for cl in (1, 2) for dr in (0, 1)
-           if wgs == 2 or dr == 0]
+           for pp in (False, True) if wgs == 2 or (dr == 0 and not pp)]
     return ranked(heuristic(c, hidden), [cfg for cfg in out if _config_reason(cfg, c, hidden) is None])
 
 
@@ -154,6 +160,8 @@ def _config_reason(cfg: MosaicMLPConfig, c: int, hidden: int) -> str | None:
         return f"cluster={cfg.cluster}: 1 or 2 programs per cluster"
     if cfg.delay_release not in (0, 1):
         return f"delay_release={cfg.delay_release}: 0 or 1"
+    if cfg.pingpong and cfg.warpgroups != 2:
+        return f"pingpong alternates two compute warpgroups; warpgroups={cfg.warpgroups}"
     if cfg.max_concurrent_steps < max(2 if cfg.warp_specialized else 1, 1 + cfg.delay_release):
         return (f"max_concurrent_steps={cfg.max_concurrent_steps} too small: >= 2 with a producer warpgroup "
                 "(warpgroups=2 or cluster=2), > delay_release")
@@ -184,13 +192,18 @@ def mlp_mosaic(t, x, w1, b1, w2, b2, *, act: str, config: MosaicMLPConfig, inter
     has_residual = x is not None
 
     def scoped(t_gmem, x_gmem, w1_gmem, b1_gmem, w2_gmem, b2_gmem, y_gmem,
-               t_smem, x_smem, h_smem, b1_smem, b2_smem, barriers):
+               t_smem, x_smem, h_smem, b1_smem, b2_smem, barriers, schedule):
         wg = lax.axis_index("wg") if cfg.warp_specialized else 0  # each compute warpgroup owns bm rows
         t_s, b1_s, b2_s = t_smem.at[wg], b1_smem.at[wg], b2_smem.at[wg]
         io_s = x_smem.at[wg] if cfg.x_buffer else t_s  # holds x, then y
         bar = [barriers.at[4 * wg + i] for i in range(4)]
         program = lax.axis_index("m") * ncl + (lax.axis_index("cl") if ncl > 1 else 0)
         rows = pl.ds(program * (wgs * bm) + wg * bm, bm)
+
+        def take_turns():  # both warpgroups arrive: alternates their GEMM and activation phases
+            if cfg.pingpong:
+                plgpu.barrier_arrive(schedule)
+                plgpu.barrier_wait(schedule)
 
         def prologue():
             plgpu.copy_gmem_to_smem(t_gmem.at[rows], t_s, bar[0])
@@ -206,11 +219,13 @@ def mlp_mosaic(t, x, w1, b1, w2, b2, *, act: str, config: MosaicMLPConfig, inter
 
             def expand(acc1):
                 plgpu.wgmma(acc1, t_s, w1_smem)
+                take_turns()  # the other warpgroup issues its GEMM
                 return acc1[...]  # waits for every wgmma in flight, the previous project GEMM too
 
             hid = pl.run_scoped(expand, plgpu.ACC((bm, bh), jnp.float32))
             bias = plgpu.load(b1_s.at[e], layout=plgpu.Layout.WGMMA.reduce(0))
             h = activation(hid + lax.broadcast_in_dim(bias, (bm, bh), [1])).astype(dt)
+            take_turns()  # done with the activation; wait until the tensor cores are ours
             if cfg.h_regs:
                 plgpu.wgmma(acc, h, w2_smem)
             else:
@@ -238,7 +253,12 @@ def mlp_mosaic(t, x, w1, b1, w2, b2, *, act: str, config: MosaicMLPConfig, inter
 
         def run(eval_pipeline):  # in each compute warpgroup
             prologue()
-            epilogue(pl.run_scoped(lambda acc: eval_pipeline(acc)[...], plgpu.ACC((bm, c), jnp.float32)))
+            if cfg.pingpong:  # warpgroup 1 starts a phase behind; 0 catches up at the end (2n+1 arrivals each)
+                pl.when(wg == 1)(take_turns)
+            y = pl.run_scoped(lambda acc: eval_pipeline(acc)[...], plgpu.ACC((bm, c), jnp.float32))
+            if cfg.pingpong:
+                pl.when(wg == 0)(take_turns)
+            epilogue(y)
 
         steps = cfg.max_concurrent_steps
         if not cfg.warp_specialized:
@@ -258,7 +278,8 @@ def mlp_mosaic(t, x, w1, b1, w2, b2, *, act: str, config: MosaicMLPConfig, inter
                plgpu.SMEM((wgs, bm, c), dt, transforms=tiles) if cfg.x_buffer else None,
                None if cfg.h_regs else plgpu.SMEM((wgs, bm, bh), dt, transforms=tiles),
                plgpu.SMEM((wgs, hidden // bh, bh), jnp.float32), plgpu.SMEM((wgs, c), jnp.float32),
-               plgpu.Barrier(num_barriers=4 * wgs)]
+               plgpu.Barrier(num_barriers=4 * wgs),
+               plgpu.Barrier(num_arrivals=wgs) if cfg.pingpong else None]
 
     def body(*gmem):
         pl.run_scoped(lambda *smem: scoped(*gmem, *smem), *scratch,
