@@ -112,9 +112,14 @@ def test_float32_input_and_bad_configs_are_refused():
         convfirst_block(x, params, impl="mosaic_mlp", config=MosaicMLPConfig(64, 96), **prob.static())
     with pytest.raises(UnsupportedError, match="cluster=3"):
         convfirst_block(x, params, impl="mosaic_mlp", config=MosaicMLPConfig(64, 64, 2, cluster=3), **prob.static())
-    for bad in (MosaicMLPConfig(64, 64, 1, delay_release=1), MosaicMLPConfig(64, 64, 1, cluster=2)):
+    for bad in (MosaicMLPConfig(64, 64, 1, delay_release=1), MosaicMLPConfig(64, 64, 1, cluster=2),
+                # ping-pong with delayed release on two slots deadlocks (a helper reproduced it in the simulator)
+                MosaicMLPConfig(64, 64, 2, warpgroups=2, delay_release=1, pingpong=True)):
         with pytest.raises(UnsupportedError, match="too small"):
             convfirst_block(x, params, impl="mosaic_mlp", config=bad, **prob.static())
+    with pytest.raises(UnsupportedError, match="alternates two compute warpgroups"):
+        convfirst_block(x, params, impl="mosaic_mlp", config=MosaicMLPConfig(64, 64, 2, pingpong=True),
+                        **prob.static())
     with pytest.raises(UnsupportedError, match="delay_release=2"):
         convfirst_block(x, params, impl="mosaic_mlp", config=MosaicMLPConfig(64, 64, 3, delay_release=2),
                         **prob.static())

@@ -59,7 +59,9 @@ class MosaicMLPConfig(Serializable):
     flight while the next step's expand GEMM is issued (its weight chunk released a step later).
     pingpong (two compute warpgroups): a schedule barrier makes them take turns on the tensor cores,
     one warpgroup's bias + activation running under the other's GEMMs (FlashAttention-3's schedule,
-    as jax's attention_mgpu does it); without it both reach their activation in the same cycles."""
+    as jax's attention_mgpu does it); without it both reach their activation in the same cycles.
+    Warpgroup 1 then runs a step behind, so the pipeline needs max_concurrent_steps >= 2 +
+    delay_release (fewer deadlock: the producer waits for a slot the lagging warpgroup holds)."""
 
     block_m: int = 64
     block_h: int = 64
@@ -162,9 +164,10 @@ def _config_reason(cfg: MosaicMLPConfig, c: int, hidden: int) -> str | None:
         return f"delay_release={cfg.delay_release}: 0 or 1"
     if cfg.pingpong and cfg.warpgroups != 2:
         return f"pingpong alternates two compute warpgroups; warpgroups={cfg.warpgroups}"
-    if cfg.max_concurrent_steps < max(2 if cfg.warp_specialized else 1, 1 + cfg.delay_release):
+    if cfg.max_concurrent_steps < max(2 if cfg.warp_specialized else 1, 1 + cfg.delay_release + cfg.pingpong):
         return (f"max_concurrent_steps={cfg.max_concurrent_steps} too small: >= 2 with a producer warpgroup "
-                "(warpgroups=2 or cluster=2), > delay_release")
+                "(warpgroups=2 or cluster=2), > delay_release + pingpong (with ping-pong, warpgroup 1 runs a "
+                "step behind: the producer's wait for a released slot and the schedule barrier would deadlock)")
     if cfg.h_regs and interpret_mode():
         return "h_regs (a register wgmma operand) runs on the GPU only: Mosaic's simulator takes shared-memory operands"
     if (need := cfg.smem_bytes(c, hidden)) > SMEM_BYTES:
@@ -219,13 +222,13 @@ def mlp_mosaic(t, x, w1, b1, w2, b2, *, act: str, config: MosaicMLPConfig, inter
 
             def expand(acc1):
                 plgpu.wgmma(acc1, t_s, w1_smem)
-                take_turns()  # the other warpgroup issues its GEMM
+                take_turns()  # lets the other warpgroup issue its project and next expand GEMMs
                 return acc1[...]  # waits for every wgmma in flight, the previous project GEMM too
 
             hid = pl.run_scoped(expand, plgpu.ACC((bm, bh), jnp.float32))
             bias = plgpu.load(b1_s.at[e], layout=plgpu.Layout.WGMMA.reduce(0))
             h = activation(hid + lax.broadcast_in_dim(bias, (bm, bh), [1])).astype(dt)
-            take_turns()  # done with the activation; wait until the tensor cores are ours
+            take_turns()  # activation done; waits until the other warpgroup has issued its expand GEMM
             if cfg.h_regs:
                 plgpu.wgmma(acc, h, w2_smem)
             else:
