@@ -27,7 +27,8 @@ from pallas_kernels.timing import Protocol, Timing, time_call
 
 COLUMNS = (
     "kind", "model", "block", "block_count", "impl", "infer_img_size", "infer_batch_size", "dtype", "layout",
-    "infer_samples_per_sec", "infer_step_time", "infer_wall_time", "infer_pipelined_time", "param_count", "infer_gmacs", "infer_macts",
+    "infer_samples_per_sec", "infer_step_time", "infer_wall_time", "infer_pipelined_time", "param_count",
+    "infer_gmacs", "infer_macts",
     "achieved_tmacs", "peak_tmacs_datasheet", "eff_datasheet", "peak_tmacs_matmul", "eff_matmul",
     "device", "timing_method", "protocol", "rotations", "jax_version", "commit", "status",
 )

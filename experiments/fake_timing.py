@@ -19,6 +19,7 @@ from convfirst.cost.hardware import get_device
 from convfirst.cost.layers import model_params
 from experiments.cell import distinct_blocks, selected_impl
 from experiments.cells import model_spec_of, parse_model
+from experiments.measured_waterline import fused_kernel_name
 from pallas_kernels import OPS
 from pallas_kernels.registry import HIDDEN_ON_CHIP
 from pallas_kernels.timing import Timing
@@ -29,8 +30,6 @@ DEVICE = "h100"
 METHOD = "fake"
 DEVICE_LABEL = "FAKE (cost model of the NVIDIA H100 SXM5 80GB)"
 PROTOCOL = f"fake: cost-model waterline x {FACTOR}, not a measurement"
-FUSED_PREFIX = {"convfirst_block": "convfirst_fused", "mbconv_block": "mbconv_fused",  # pallas_fused, per op
-                "mosaic_mlp": "body_mosaic_gpu_kernel"}  # Mosaic GPU names a kernel after its body
 
 
 def _env(dtype: str) -> dict:
@@ -77,7 +76,7 @@ def model(cell: dict) -> dict:
         fused = impl in HIDDEN_ON_CHIP and b.tile is not None
         for k in (b.fused if fused else b.layerwise).kernels:
             named = fused and k.name.endswith(".fused")  # named as the real kernel is
-            kname = f"{FUSED_PREFIX.get(impl, FUSED_PREFIX.get(problem.op))}[{k.name}]" if named else k.name
+            kname = f"{fused_kernel_name(impl, problem.op)}[{k.name}]" if named else k.name
             per_kernel.append((kname, FACTOR * k.bound_s * 1e3))
     t = _timing(sum(ms for _, ms in per_kernel), tuple(per_kernel))
     row = dict(_env(dtype), kind="model", model=name, block="", block_count=1, impl=cell["impl"],

@@ -30,8 +30,15 @@ from experiments.cells import model_spec_of
 from pallas_kernels.registry import HIDDEN_ON_CHIP
 
 # CUPTI names of the kernels that run a block with its hidden activation on chip (HIDDEN_ON_CHIP):
-# the Triton kernels carry their own name, Mosaic GPU names each kernel after its body.
-FUSED_KERNEL_PREFIXES = ("convfirst_fused", "mbconv_fused", "body_mosaic_gpu")
+# the Triton kernels carry their op's name, Mosaic GPU names each kernel after its body function.
+PALLAS_FUSED_KERNELS = {"convfirst_block": "convfirst_fused", "mbconv_block": "mbconv_fused"}
+MOSAIC_MLP_KERNEL = "body_mosaic_gpu_kernel"
+FUSED_KERNEL_PREFIXES = (*PALLAS_FUSED_KERNELS.values(), MOSAIC_MLP_KERNEL)
+
+
+def fused_kernel_name(impl: str, op: str) -> str:
+    """The name prefix of the kernel that runs `op` fused under `impl` (one of HIDDEN_ON_CHIP)."""
+    return MOSAIC_MLP_KERNEL if impl == "mosaic_mlp" else PALLAS_FUSED_KERNELS[op]
 
 
 def _execution(impl: str) -> str:

@@ -99,6 +99,7 @@ def memory(compiled) -> dict:
 
 
 def bench_framework(name, args, images_u8, labels) -> tuple[list[float], dict]:
+    """The blocked per-step times and the row's other framework fields (memory, steady state, kernels)."""
     policy = get_policy(args.precision)
     r = recipe(name)
     model = make_model(name, args, policy.compute_dtype)
@@ -125,11 +126,12 @@ def bench_framework(name, args, images_u8, labels) -> tuple[list[float], dict]:
 
     times = time_steps(run, args.warmup, args.iters)
     stats = jax.devices()[0].memory_stats() or {}
-    extra = dict(memory(compiled), device_peak_mib=stats.get("peak_bytes_in_use", 0) / 2**20,
-                 steady_ms=1e3 * time_steady(run, args.iters))
+    peak = stats.get("peak_bytes_in_use", 0) / 2**20
+    fields = {"framework_memory": dict(memory(compiled), device_peak_mib=peak),
+              "framework_steady_ms": 1e3 * time_steady(run, args.iters)}
     if args.breakdown:
-        extra["per_kernel"] = kernel_list(lambda: run()[1])
-    return times, extra
+        fields["per_kernel"] = kernel_list(lambda: run()[1])
+    return times, fields
 
 
 class _Compiled:
@@ -242,13 +244,12 @@ def main(argv=None) -> int:
         jax.block_until_ready((images_u8, labels, images_f))
         row = {"model": name, "img_size": res, "batch_size": args.batch, "precision": args.precision,
                "impl": args.impl, "bwd_impl": args.bwd_impl}
-        times, row["framework_memory"] = bench_framework(name, args, images_u8, labels)
+        times, fields = bench_framework(name, args, images_u8, labels)
+        row.update(fields)
         row["framework_ms"], row["framework_ms_mean"] = 1e3 * statistics.median(times), 1e3 * statistics.fmean(times)
         row["framework_img_per_sec"] = args.batch / row["framework_ms"] * 1e3
-        row["framework_steady_ms"] = row["framework_memory"].pop("steady_ms")
         results.append(row)
         if args.breakdown:
-            row["per_kernel"] = row["framework_memory"].pop("per_kernel")
             print(format_breakdown(dict(row, impl=f"{args.impl} bwd_impl={args.bwd_impl}",
                                         device=jax.devices()[0].device_kind, infer_batch_size=args.batch,
                                         dtype=args.precision), top=3), flush=True)

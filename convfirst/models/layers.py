@@ -107,7 +107,6 @@ class ConvNormAct(nnx.Module):
             x = self.norm(x)
         return activation(self.spec.act)(x)
 
-
     def _is_narrow_patchify(self) -> bool:
         """A stem on a few input channels with non-overlapping windows (ConvNeXt's 4x4/4 on RGB):
         cuDNN has no tensor-core kernel below 8 input channels and ran it on its generic engine

@@ -92,9 +92,8 @@ class ConvNet(nnx.Module):
         folded into the expand bias; `_ResidualBlock.freeze`), computed once here, so a forward no
         longer spends small kernels on preparing them. Outputs equal the eval-mode model's up to the
         rounding of the moved conv bias (bit for bit where no conv bias moves: LayerNorm blocks,
-        MBConv). The blocks' raw layers are dropped from the copy (no
-        stale duplicate, about half the state); the copy refuses training and the original is
-        unchanged."""
+        MBConv). The blocks' raw layers are dropped from the copy (no stale duplicate, about half the
+        state); the copy refuses training and the original is unchanged."""
         from convfirst.models.blocks import _ResidualBlock
 
         frozen = nnx.clone(self)
