@@ -155,7 +155,8 @@ def tune(problem, *, dtype, impls=None, max_configs: int = 12, protocol=None, lo
     best = min(times, key=times.get)
     return {"best_impl": best, "times_ms": times, "configs": configs, "errors": errors,
             "dtype": jnp.dtype(dtype).name, "protocol": protocol.describe(),
-            "measured": datetime.date.today().isoformat(), "_key": shape_key(problem.op, x0, params, static)}
+            "measured": datetime.date.today().isoformat(), "_key": shape_key(problem.op, x0, params, static),
+            "_tuned": list(impls or op.names)}
 
 
 def _wrong_result(op, problem, params, static, x, reference, name, cfg) -> str | None:
@@ -176,9 +177,27 @@ def write_entries(results: list[dict], batch: int, device_kind: str | None = Non
     entries = data.setdefault("entries", {})
     for r in results:
         r = dict(r)
-        entries.setdefault(r.pop("_key"), {})[str(batch)] = r
+        by_batch = entries.setdefault(r.pop("_key"), {})
+        tuned = r.pop("_tuned", None)
+        old = by_batch.get(str(batch))
+        by_batch[str(batch)] = _merged(old, r, tuned) if old and tuned else r
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
     tmp.replace(path)
     return path
+
+
+def _merged(old: dict, new: dict, tuned: list[str]) -> dict:
+    """An entry retuned for some implementations only (`convfirst tune --impls`): the new results for
+    those, the old entry's for the others (dated by `others_measured`, same protocol), and the best
+    over both."""
+    if old.get("protocol") != new.get("protocol"):
+        return new  # not comparable: the old times are dropped
+    keep = lambda d: {k: v for k, v in d.items() if k.split(":")[0] not in tuned}  # noqa: E731
+    times = {**keep(old.get("times_ms", {})), **new["times_ms"]}
+    kept = set(times) - set(new["times_ms"])
+    return dict(new, times_ms=times, best_impl=min(times, key=times.get),
+                configs={**keep(old.get("configs", {})), **new["configs"]},
+                errors={**keep(old.get("errors", {})), **new["errors"]},
+                **({"others_measured": old.get("others_measured", old.get("measured"))} if kept else {}))

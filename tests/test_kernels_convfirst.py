@@ -210,6 +210,27 @@ def test_autotune_cache_lookup_uses_nearest_batch(tmp_path, monkeypatch):
     assert autotune.cached_best("convfirst_block", ox, op, other.static()) is None
 
 
+def test_autotune_retuning_some_implementations_keeps_the_others(tmp_path, monkeypatch):
+    """`convfirst tune --impls mosaic_mlp` replaces that implementation's time and config and keeps
+    the others' (and their date) from the entry it updates; the best is chosen over both."""
+    monkeypatch.setenv(autotune.ENV_CACHE, str(tmp_path / "cache.json"))
+    first = {"best_impl": "pallas_fused", "times_ms": {"pallas_fused": 1.0, "xla": 2.0, "mosaic_mlp": 1.5},
+             "configs": {"pallas_fused": {"a": 1}, "mosaic_mlp": {"b": 1}}, "errors": {"mosaic_mlp:old": "x"},
+             "protocol": "p", "measured": "2026-11-30", "_key": "k", "_tuned": ["xla", "pallas_fused", "mosaic_mlp"]}
+    retuned = {"best_impl": "mosaic_mlp", "times_ms": {"mosaic_mlp": 0.5}, "configs": {"mosaic_mlp": {"b": 2}},
+               "errors": {}, "protocol": "p", "measured": "2026-12-01", "_key": "k", "_tuned": ["mosaic_mlp"]}
+    path = autotune.write_entries([first], batch=128, device_kind="Test GPU")
+    autotune.write_entries([retuned], batch=128, device_kind="Test GPU")
+    entry = json.loads(path.read_text())["entries"]["k"]["128"]
+    assert entry["times_ms"] == {"pallas_fused": 1.0, "xla": 2.0, "mosaic_mlp": 0.5}
+    assert entry["configs"] == {"pallas_fused": {"a": 1}, "mosaic_mlp": {"b": 2}}
+    assert entry["errors"] == {} and entry["best_impl"] == "mosaic_mlp"
+    assert entry["measured"] == "2026-12-01" and entry["others_measured"] == "2026-11-30"
+    slower = dict(retuned, times_ms={"mosaic_mlp": 3.0})
+    autotune.write_entries([slower], batch=128, device_kind="Test GPU")
+    assert json.loads(path.read_text())["entries"]["k"]["128"]["best_impl"] == "pallas_fused"
+
+
 def test_autotune_reads_a_sibling_parts_cache_with_a_warning(tmp_path, monkeypatch, caplog):
     """An H200 (same GH100 chip as the H100) without its own cache reads the H100's and says so;
     tuning writes its own file, which lookups then prefer."""

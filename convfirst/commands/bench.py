@@ -60,36 +60,50 @@ def main(args):
     peak = None if args.no_matmul_peak else matmul_peak_tmacs(dt)
     if peak:
         print(f"measured matmul peak: {peak:.1f} TMAC/s ({args.dtype}, 8192^3)")
-    rows = []
+    sink = _RowSink(args.csv, args.jsonl)
     for name in names:
         for impl in impls:
             if not args.no_models:
-                rows.append(_flag_outlier(_retrying(lambda b: benchmark.bench_model(
+                row = sink.add(_flag_outlier(_retrying(lambda b: benchmark.bench_model(
                     name, impl, batch=b, dtype=args.dtype, protocol=protocol, peak_matmul=peak,
                     fold_ahead=args.fold_ahead),
                     args.batch, not args.no_retry), args.dtype))
-                _print(rows[-1])
                 if args.breakdown:
                     from convfirst.cost.kernel_breakdown import format_breakdown
 
-                    print(format_breakdown(rows[-1]) if rows[-1].get("per_kernel") else
+                    print(format_breakdown(row) if row.get("per_kernel") else
                           "  (no breakdown: no per-kernel times without CUPTI, i.e. off the GPU)")
             if args.blocks:
                 for prob, count in benchmark.block_problems(model_spec(name), args.batch):
-                    rows.append(_flag_outlier(benchmark.bench_block(
+                    sink.add(_flag_outlier(benchmark.bench_block(
                         prob, impl, dtype=args.dtype, protocol=protocol, peak_matmul=peak, model=name,
                         count=count), args.dtype))
-                    _print(rows[-1])
-    if args.csv:
-        with open(args.csv, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=benchmark.COLUMNS, extrasaction="ignore")
-            w.writeheader()
-            w.writerows(rows)
-    if args.jsonl:
-        with open(args.jsonl, "a") as f:
-            for r in rows:
-                f.write(json.dumps(r, default=str) + "\n")
     return 0
+
+
+class _RowSink:
+    """Prints each row and writes it to the CSV / JSONL files as soon as it is measured, so a run cut
+    short (a timeout, an out-of-memory crash) keeps every row it finished."""
+
+    def __init__(self, csv_path, jsonl_path):
+        from convfirst import benchmark
+
+        self.csv_path, self.jsonl_path = csv_path, jsonl_path
+        if csv_path:
+            with open(csv_path, "w", newline="") as f:
+                csv.DictWriter(f, fieldnames=benchmark.COLUMNS).writeheader()
+
+    def add(self, row: dict) -> dict:
+        from convfirst import benchmark
+
+        _print(row)
+        if self.csv_path:
+            with open(self.csv_path, "a", newline="") as f:
+                csv.DictWriter(f, fieldnames=benchmark.COLUMNS, extrasaction="ignore").writerow(row)
+        if self.jsonl_path:
+            with open(self.jsonl_path, "a") as f:
+                f.write(json.dumps(row, default=str) + "\n")
+        return row
 
 
 def _flag_outlier(row: dict, dtype: str) -> dict:
