@@ -18,4 +18,4 @@ train convfirst_tiny_ln auto auto 110
 } 2>&1 | filter | grep -v -e '^ *[]["{}]' -e '^ *[0-9.]*,\?$' | tee "$out/run_y.log"
 )
 REPRODUCE_ARGS="--only model=convfirst_tiny --only impl=auto --rerun" bash scripts/gpu_reproduce.sh "$out" \
-  efficiency-table:80 waterline:70
+  efficiency-table:80 waterline:90
