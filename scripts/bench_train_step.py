@@ -38,6 +38,7 @@ from flax import nnx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from convfirst.cost.kernel_breakdown import format_breakdown  # noqa: E402
+from convfirst.cost.kernel_phases import format_phases, phase_breakdown  # noqa: E402
 from convfirst.models import create_model, model_spec  # noqa: E402
 from train import optim, sharding  # noqa: E402
 from train.mixed_precision import get_policy  # noqa: E402
@@ -142,6 +143,7 @@ def bench_framework(name, args, images_u8, labels) -> tuple[list[float], dict]:
               "framework_steady_ms": 1e3 * steady, "framework_steady_dispatch_ms": 1e3 * steady_dispatch}
     if args.breakdown:
         fields["per_kernel"] = kernel_list(lambda: run()[1])
+        fields["per_phase"] = phase_breakdown(fields["per_kernel"], compiled.as_text())
     return times, fields
 
 
@@ -264,6 +266,7 @@ def main(argv=None) -> int:
             print(format_breakdown(dict(row, impl=f"{args.impl} bwd_impl={args.bwd_impl}",
                                         device=jax.devices()[0].device_kind, infer_batch_size=args.batch,
                                         dtype=args.precision), top=3), flush=True)
+            print(format_phases(row["per_phase"]), flush=True)
         if args.framework_only:
             print(f"{name} impl={args.impl} bwd_impl={args.bwd_impl}: framework {row['framework_ms']:.2f} ms "
                   f"(host dispatch {row['framework_dispatch_ms']:.2f}; steady state {row['framework_steady_ms']:.2f} ms, "

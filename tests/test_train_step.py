@@ -274,3 +274,34 @@ runpy.run_path("scripts/bench_train_step.py", run_name="__main__")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "--models" in proc.stdout
+
+
+def test_kernel_phases_attribute_the_compiled_step():
+    """The compiled step's HLO sorts its instructions into forward, backward, optimizer and EMA (by
+    op_name and stack frames); a kernel list takes those phases by name, and a library kernel without
+    an HLO instruction of its name takes the phase of the kernel launched before it."""
+    import re
+
+    from convfirst.cost import kernel_phases as kp
+
+    tx = optim.make_optimizer("adamw", 1e-2, weight_decay=0.1)
+    s = StepSettings(num_classes=5, mean=SETTINGS.mean, std=SETTINGS.std, ema_decay=0.9)
+    model_def, state = create_train_state(Tiny(), tx, ema=True)
+    step = make_train_step(model_def, tx, optax.constant_schedule(1e-2), get_policy("f32"), s)
+    hlo = jax.jit(step).lower(state, batch()).compile().as_text()
+    phases = kp.kernel_phases(hlo)
+    entry = hlo[hlo.index("ENTRY"):]
+    fusions = [re.sub(r"[.\-]", "_", n) for n in re.findall(r"^\s*(?:ROOT\s+)?%([\w.\-]+) = \S+ fusion\(", entry, re.M)]
+    by_phase = {p: [n for n in fusions if phases.get(n) == p] for p in kp.PHASES}
+    for p in ("forward", "backward", "optimizer", "ema"):
+        assert by_phase[p], f"no fusion of the step was attributed to {p}: {phases}"
+    assert len(by_phase["ema"]) <= len(jax.tree.leaves(state.params))  # at most one per parameter
+    fwd, bwd = by_phase["forward"][0], by_phase["backward"][0]
+    rows = {r["phase"]: r for r in kp.phase_breakdown(
+        [(fwd, 1.0), ("nvjet_sm90_gemm", 2.0), (bwd, 4.0), ("sm90_xmma_wgrad", 8.0)], hlo)}
+    assert (rows["forward"]["kernels"], rows["forward"]["named"], rows["forward"]["ms"]) == (2, 1, 3.0)
+    assert (rows["backward"]["kernels"], rows["backward"]["named"], rows["backward"]["ms"]) == (2, 1, 12.0)
+    assert rows["backward"]["share"] == pytest.approx(0.8)
+    assert kp.phase_of("jit(step)/transpose(jvp(conv))/dot", []) == "backward"
+    assert kp.phase_of("jit(step)/add", [("/x/optax/_src/transform.py", "update_fn")]) == "optimizer"
+    assert kp.phase_of("jit(step)/log", [("/x/optax/losses/_classification.py", "f")]) == "other"
