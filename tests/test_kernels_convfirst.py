@@ -167,11 +167,16 @@ def test_heuristic_and_first_candidates_lower_for_h100(c, hidden):
         assert "triton" in text.lower()
 
 
-def test_shipped_tuning_cache_configs_lower_for_h100():
-    """Every config in the shipped H100 cache is valid and lowers (catches stale cache entries)."""
-    path = autotune.TUNING_DIR / "nvidia_h100_80gb_hbm3.json"
-    assert path.exists(), f"shipped tuning cache missing: {path}"
-    entries = json.loads(path.read_text())["entries"]
+@pytest.mark.parametrize("cache", sorted(p.name for p in autotune.TUNING_DIR.glob("*.json")))
+def test_shipped_tuning_cache_configs_lower_for_h100(cache):
+    """Every tuned config in every shipped cache (H100, H200: the same GH100 chip) is valid for its
+    implementation and lowers at the shape it was tuned for (catches stale or hand-edited entries)."""
+    from pallas_kernels.common import compiling_for_gpu
+    from pallas_kernels.convfirst_block import mlp_mosaic
+
+    kernels = {"pallas_fused": (fused_triton.convfirst_fused, FusedConfig, "triton"),
+               "mosaic_mlp": (mlp_mosaic.convfirst_mosaic_mlp, mlp_mosaic.MosaicMLPConfig, "mosaic_gpu")}
+    entries = json.loads((autotune.TUNING_DIR / cache).read_text())["entries"]
     checked = 0
     for key, by_batch in entries.items():
         if not key.startswith("convfirst_block|"):
@@ -182,15 +187,17 @@ def test_shipped_tuning_cache_configs_lower_for_h100():
         hidden = int(pshapes.split(",")[2].split("x")[1])
         static = dict(kv.split("=") for kv in opts.split(","))
         for entry in by_batch.values():
-            cfg = entry.get("configs", {}).get("pallas_fused")
-            if cfg is None:
-                continue
-            prob = cf(8, h, w, c, hidden, k=k, gw=gw, act=static["act"],
-                      layer_norm=pshapes.split(",")[6] != "-", residual=static["residual"] == "True")
-            params = jax.eval_shape(prob.make_params, jax.random.key(0))
-            lower_for_h100(functools.partial(fused_triton.convfirst_fused, config=FusedConfig.from_dict(cfg),
-                                             **prob.static()), jax.ShapeDtypeStruct(prob.x_shape(), BF16), params)
-            checked += 1
+            for impl, cfg in entry.get("configs", {}).items():
+                assert impl in kernels, f"{cache}: {impl} has a config but no lowering check here"
+                fn, config_cls, marker = kernels[impl]
+                prob = cf(8, h, w, c, hidden, k=k, gw=gw, act=static["act"],
+                          layer_norm=pshapes.split(",")[6] != "-", residual=static["residual"] == "True")
+                params = jax.eval_shape(prob.make_params, jax.random.key(0))
+                with compiling_for_gpu():  # the GPU's code paths (mosaic_mlp's register operand)
+                    text = lower_for_h100(functools.partial(fn, config=config_cls.from_dict(cfg), **prob.static()),
+                                          jax.ShapeDtypeStruct(prob.x_shape(), BF16), params)
+                assert marker in text.lower()
+                checked += 1
     assert checked > 0
 
 
