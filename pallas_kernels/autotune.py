@@ -121,6 +121,9 @@ def tune(problem, *, dtype, impls=None, max_configs: int = 12, protocol=None, lo
     static = problem.static()
     x0 = problem.make_x(jax.random.key(2), dtype)
     make = lambda i: (problem.make_x(jax.random.key(100 + i), dtype),)  # noqa: E731
+    key = shape_key(problem.op, x0, params, static)
+    if impls:  # a partial retune merges into the cached entry: refuse now, not after the timing
+        _check_mergeable(key, problem.batch, protocol)
     timed, errors = {}, {}  # name -> [(ms, config)]
     for name in impls or op.names:
         reason = op.why_unsupported(name, x0, params, jax.default_backend(), **static)
@@ -155,7 +158,7 @@ def tune(problem, *, dtype, impls=None, max_configs: int = 12, protocol=None, lo
     best = min(times, key=times.get)
     return {"best_impl": best, "times_ms": times, "configs": configs, "errors": errors,
             "dtype": jnp.dtype(dtype).name, "protocol": protocol.describe(),
-            "measured": datetime.date.today().isoformat(), "_key": shape_key(problem.op, x0, params, static),
+            "measured": datetime.date.today().isoformat(), "_key": key,
             "_tuned": list(impls or op.names)}
 
 
@@ -177,10 +180,11 @@ def write_entries(results: list[dict], batch: int, device_kind: str | None = Non
     entries = data.setdefault("entries", {})
     for r in results:
         r = dict(r)
-        by_batch = entries.setdefault(r.pop("_key"), {})
+        key = r.pop("_key")
+        by_batch = entries.setdefault(key, {})
         tuned = r.pop("_tuned", None)
         old = by_batch.get(str(batch))
-        by_batch[str(batch)] = _merged(old, r, tuned) if old and tuned else r
+        by_batch[str(batch)] = _merged(key, old, r, tuned) if old and tuned else r
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
@@ -188,16 +192,38 @@ def write_entries(results: list[dict], batch: int, device_kind: str | None = Non
     return path
 
 
-def _merged(old: dict, new: dict, tuned: list[str]) -> dict:
-    """An entry retuned for some implementations only (`convfirst tune --impls`): the new results for
-    those, the old entry's for the others (dated by `others_measured`, same protocol), and the best
-    over both."""
-    if old.get("protocol") != new.get("protocol"):
-        return new  # not comparable: the old times are dropped
-    keep = lambda d: {k: v for k, v in d.items() if k.split(":")[0] not in tuned}  # noqa: E731
-    times = {**keep(old.get("times_ms", {})), **new["times_ms"]}
-    kept = set(times) - set(new["times_ms"])
-    return dict(new, times_ms=times, best_impl=min(times, key=times.get),
-                configs={**keep(old.get("configs", {})), **new["configs"]},
-                errors={**keep(old.get("errors", {})), **new["errors"]},
-                **({"others_measured": old.get("others_measured", old.get("measured"))} if kept else {}))
+def _check_mergeable(key: str, batch: int, protocol) -> None:
+    from pallas_kernels.timing import kernel_time_protocol
+
+    path = cache_path()
+    old = (json.loads(path.read_text())["entries"].get(key, {}) if path.exists() else {}).get(str(batch))
+    if old and kernel_time_protocol(old.get("protocol")) != kernel_time_protocol(protocol.describe()):
+        raise ValueError(f"{key}: the cached entry was timed under {old.get('protocol')!r}, this retune would "
+                         f"be under {protocol.describe()!r}; their times do not compare: retune every "
+                         "implementation (convfirst tune without --impls)")
+
+
+def _merged(key: str, old: dict, new: dict, tuned: list[str]) -> dict:
+    """An entry retuned for some implementations (`convfirst tune --impls`): the new results for
+    those, the old entry's for the other implementations the op still has (each dated in
+    `measured_by_impl`), and the best over both. Times measured under different kernel-time
+    protocols do not compare: refused, since keeping only the new ones would narrow `best_impl`."""
+    from pallas_kernels import OPS
+    from pallas_kernels.timing import kernel_time_protocol
+
+    if kernel_time_protocol(old.get("protocol")) != kernel_time_protocol(new.get("protocol")):
+        raise ValueError(f"{key}: the cached entry was timed under {old.get('protocol')!r}, this retune under "
+                         f"{new.get('protocol')!r}; their times do not compare: retune every implementation "
+                         "(convfirst tune without --impls)")
+    known = set(OPS[key.split("|")[0]].names)
+    keep = lambda d: {k: v for k, v in d.items() if k.split(":")[0] in known - set(tuned)}  # noqa: E731
+    kept = keep(old.get("times_ms", {}))
+    times = {**kept, **new["times_ms"]}
+    merged = dict(new, times_ms=times, best_impl=min(times, key=times.get),
+                  configs={**keep(old.get("configs", {})), **new["configs"]},
+                  errors={**keep(old.get("errors", {})), **new["errors"]})
+    if kept:
+        old_dates = old.get("measured_by_impl", {})
+        merged["measured_by_impl"] = {**{k: old_dates.get(k, old.get("measured")) for k in kept},
+                                      **{k: new["measured"] for k in new["times_ms"]}}
+    return merged

@@ -78,8 +78,9 @@ def time_steady(run_step, iters: int, repeats: int = 3) -> tuple[float, float]:
     """Median over `repeats` of (time of `iters` steps dispatched back to back) / iters, in seconds: the
     trainer's loop, which blocks only every log_every steps, so the host's dispatch of one step overlaps
     the GPU's work on the previous one. Per-step blocking (time_steps) exposes that dispatch. Also the
-    host's share: the time until the last step call returned, per step (equal to the total when the
-    host, not the GPU, sets the pace)."""
+    host's share: the time until the last step call returned, per step. Close to the total either way
+    once the launch queue fills (the host then waits for the GPU), so the evidence for a host-paced
+    step is the blocked one: its call time against the CUPTI kernel sum (--breakdown)."""
     samples, dispatch = [], []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -237,8 +238,9 @@ def main(argv=None) -> int:
                         "then this step's alone)")
     p.add_argument("--breakdown", action="store_true",
                    help="profile two more framework steps with CUPTI (a warm-up and the profiled one): the "
-                        "latter's kernel list goes into the JSON and its time by kernel kind "
-                        "(convfirst.cost.kernel_breakdown) is printed")
+                        "latter's kernel list goes into the JSON and its time is printed by kernel kind "
+                        "(convfirst.cost.kernel_breakdown) and by phase: forward, backward, optimizer, EMA "
+                        "(convfirst.cost.kernel_phases, from the compiled step's HLO; JSON: per_phase)")
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--iters", type=int, default=50)
     p.add_argument("--num_batches", type=int, default=4, help="distinct device-resident batches, cycled")

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # H200 session W (2026-12-01): retune mosaic_mlp at convfirst_tiny's three stage shapes now that the
-# ping-pong schedule is in the space (run U: 8-15 % faster at C=128/256); the other implementations'
-# times stay from the entries' earlier tuning (same protocol; autotune._merged). The updated cache is
-# copied to $OUT for committing.
+# ping-pong schedule is in the space (run U: 8-15 % faster at C=128/256). The other implementations'
+# times were meant to stay from the entries' earlier tuning; the merge of that commit compared the
+# protocol strings whole and dropped them (a wall-clock field added since), so they were restored from
+# the earlier entries afterwards (autotune._merged now compares the kernel-time protocol only). The
+# updated cache is copied to $OUT for committing.
 # Usage (device machine, repo root): CONVFIRST_COMMIT=<sha> bash scripts/gpu_run_w.sh $OUT
 set -u
 out=${1:?output dir}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# H200 session X (2026-12-01): whole-model inference with the retuned cache (run W): convfirst_tiny auto
-# with weights folded per call and folded ahead (ConvNet.for_inference, final form), convnext_tiny on
-# xla in the same process; kernel sum, blocked and pipelined wall-clock, breakdown. Rows are written
+# H200 session X (2026-12-01): whole-model inference with the retuned cache (run W): convfirst_tiny and
+# convnext_tiny on auto and xla (weights folded per call), then convfirst_tiny auto with its weights
+# folded ahead (ConvNet.for_inference, final form) in a second process; kernel sum, blocked and pipelined wall-clock, breakdown. Rows are written
 # as they finish (a timeout keeps them).
 # Usage (device machine, repo root): CONVFIRST_COMMIT=<sha> bash scripts/gpu_run_x.sh $OUT
 set -u

@@ -219,23 +219,32 @@ def test_autotune_cache_lookup_uses_nearest_batch(tmp_path, monkeypatch):
 
 def test_autotune_retuning_some_implementations_keeps_the_others(tmp_path, monkeypatch):
     """`convfirst tune --impls mosaic_mlp` replaces that implementation's time and config and keeps
-    the others' (and their date) from the entry it updates; the best is chosen over both."""
+    the others' (each with its date) from the entry it updates; the best is chosen over both. A
+    wall-clock figure added to the protocol since does not stop the merge; another kernel-time protocol
+    does, and an implementation the op no longer has is dropped."""
     monkeypatch.setenv(autotune.ENV_CACHE, str(tmp_path / "cache.json"))
-    first = {"best_impl": "pallas_fused", "times_ms": {"pallas_fused": 1.0, "xla": 2.0, "mosaic_mlp": 1.5},
+    key = "convfirst_block|bfloat16|8x8x32|k"
+    p, p2 = "warmup=3,iters=20,median,rotate>=200MiB,cupti-kernel-sum", "warmup=3,iters=20,median,rotate>=200MiB,cupti-kernel-sum+wallclock+pipelined"
+    first = {"best_impl": "pallas_fused", "times_ms": {"pallas_fused": 1.0, "xla": 2.0, "mosaic_mlp": 1.5, "gone": 0.1},
              "configs": {"pallas_fused": {"a": 1}, "mosaic_mlp": {"b": 1}}, "errors": {"mosaic_mlp:old": "x"},
-             "protocol": "p", "measured": "2026-11-30", "_key": "k", "_tuned": ["xla", "pallas_fused", "mosaic_mlp"]}
+             "protocol": p, "measured": "2026-11-30", "_key": key, "_tuned": ["xla", "pallas_fused", "mosaic_mlp"]}
     retuned = {"best_impl": "mosaic_mlp", "times_ms": {"mosaic_mlp": 0.5}, "configs": {"mosaic_mlp": {"b": 2}},
-               "errors": {}, "protocol": "p", "measured": "2026-12-01", "_key": "k", "_tuned": ["mosaic_mlp"]}
+               "errors": {}, "protocol": p2, "measured": "2026-12-01", "_key": key, "_tuned": ["mosaic_mlp"]}
     path = autotune.write_entries([first], batch=128, device_kind="Test GPU")
     autotune.write_entries([retuned], batch=128, device_kind="Test GPU")
-    entry = json.loads(path.read_text())["entries"]["k"]["128"]
+    entry = json.loads(path.read_text())["entries"][key]["128"]
     assert entry["times_ms"] == {"pallas_fused": 1.0, "xla": 2.0, "mosaic_mlp": 0.5}
     assert entry["configs"] == {"pallas_fused": {"a": 1}, "mosaic_mlp": {"b": 2}}
     assert entry["errors"] == {} and entry["best_impl"] == "mosaic_mlp"
-    assert entry["measured"] == "2026-12-01" and entry["others_measured"] == "2026-11-30"
-    slower = dict(retuned, times_ms={"mosaic_mlp": 3.0})
+    assert entry["measured_by_impl"] == {"pallas_fused": "2026-11-30", "xla": "2026-11-30", "mosaic_mlp": "2026-12-01"}
+    slower = dict(retuned, times_ms={"mosaic_mlp": 3.0}, measured="2026-12-02")
     autotune.write_entries([slower], batch=128, device_kind="Test GPU")
-    assert json.loads(path.read_text())["entries"]["k"]["128"]["best_impl"] == "pallas_fused"
+    entry = json.loads(path.read_text())["entries"][key]["128"]
+    assert entry["best_impl"] == "pallas_fused" and entry["measured_by_impl"]["xla"] == "2026-11-30"
+    other_protocol = dict(retuned, protocol="warmup=1,iters=5,median,cupti-kernel-sum")
+    with pytest.raises(ValueError, match="do not compare: retune every implementation"):
+        autotune.write_entries([other_protocol], batch=128, device_kind="Test GPU")
+    assert json.loads(path.read_text())["entries"][key]["128"]["best_impl"] == "pallas_fused"  # unchanged
 
 
 def test_autotune_reads_a_sibling_parts_cache_with_a_warning(tmp_path, monkeypatch, caplog):
@@ -254,6 +263,24 @@ def test_autotune_reads_a_sibling_parts_cache_with_a_warning(tmp_path, monkeypat
     autotune.write_entries([], batch=128, device_kind=h200)
     assert autotune.read_path(h200) == tmp_path / "nvidia_h200.json"
     assert autotune.read_path("Test GPU") == tmp_path / "test_gpu.json"  # no sibling: its own path
+
+
+def test_partial_retune_under_another_protocol_is_refused_before_timing(tmp_path, monkeypatch):
+    """`--impls` against an entry timed under another kernel-time protocol fails before any timing."""
+    prob = cf(1, 8, 8, 32, 64)
+    x, params = _inputs(prob, BF16)
+    key = autotune.shape_key("convfirst_block", x, params, prob.static())
+    monkeypatch.setenv(autotune.ENV_CACHE, str(tmp_path / "cache.json"))
+    autotune.write_entries([{"best_impl": "xla", "times_ms": {"xla": 1.0}, "configs": {}, "errors": {},
+                             "protocol": "warmup=1,iters=5,median,cupti-kernel-sum", "_key": key}],
+                           batch=1, device_kind="Test GPU")
+
+    def time_call(*_, **__):
+        raise AssertionError("timed before refusing")
+
+    monkeypatch.setattr("pallas_kernels.timing.time_call", time_call)
+    with pytest.raises(ValueError, match="do not compare"):
+        autotune.tune(prob, dtype=BF16, impls=["xla"], log=lambda *_: None)
 
 
 def test_autotune_never_caches_a_fast_but_wrong_config(monkeypatch):

@@ -60,7 +60,7 @@ def main(args):
     peak = None if args.no_matmul_peak else matmul_peak_tmacs(dt)
     if peak:
         print(f"measured matmul peak: {peak:.1f} TMAC/s ({args.dtype}, 8192^3)")
-    sink = _RowSink(args.csv, args.jsonl)
+    sink = _RowSink(args.csv, args.jsonl, benchmark.COLUMNS)
     for name in names:
         for impl in impls:
             if not args.no_models:
@@ -85,21 +85,17 @@ class _RowSink:
     """Prints each row and writes it to the CSV / JSONL files as soon as it is measured, so a run cut
     short (a timeout, an out-of-memory crash) keeps every row it finished."""
 
-    def __init__(self, csv_path, jsonl_path):
-        from convfirst import benchmark
-
-        self.csv_path, self.jsonl_path = csv_path, jsonl_path
+    def __init__(self, csv_path, jsonl_path, columns):
+        self.csv_path, self.jsonl_path, self.columns = csv_path, jsonl_path, columns
         if csv_path:
             with open(csv_path, "w", newline="") as f:
-                csv.DictWriter(f, fieldnames=benchmark.COLUMNS).writeheader()
+                csv.DictWriter(f, fieldnames=columns).writeheader()
 
     def add(self, row: dict) -> dict:
-        from convfirst import benchmark
-
         _print(row)
         if self.csv_path:
             with open(self.csv_path, "a", newline="") as f:
-                csv.DictWriter(f, fieldnames=benchmark.COLUMNS, extrasaction="ignore").writerow(row)
+                csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore").writerow(row)
         if self.jsonl_path:
             with open(self.jsonl_path, "a") as f:
                 f.write(json.dumps(row, default=str) + "\n")

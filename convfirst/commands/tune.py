@@ -2,8 +2,12 @@
 
     convfirst tune --models convfirst_tiny,mbconvnet_b0 --batch 128 --dtype bf16 --max-configs 12
     convfirst tune --models convfirst_tiny --only 14x14x256     # retune the shapes whose label has this
+    convfirst tune --models convfirst_tiny --impls mosaic_mlp   # retune one implementation; the cached
+                                                                # entries keep the others' times
 """
 from __future__ import annotations
+
+import json
 
 
 def add_arguments(p):
@@ -11,7 +15,8 @@ def add_arguments(p):
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--dtype", default="bf16")
     p.add_argument("--max-configs", type=int, default=12, help="candidate tile configs per implementation")
-    p.add_argument("--impls", default="", help="restrict to these implementations (default: all registered)")
+    p.add_argument("--impls", default="", help="retune only these implementations (default: all registered); "
+                   "the cached entries keep the other implementations' times")
     p.add_argument("--only", default="", help="tune only the block shapes whose label contains this text")
 
 
@@ -38,7 +43,8 @@ def main(args):
     for prob, name in chosen.items():
         print(f"{name}: {prob.label()}", flush=True)
         r = autotune.tune(prob, dtype=dt, impls=impls, max_configs=args.max_configs)
-        print(f"  best {r['best_impl']}: " + ", ".join(f"{k} {v:.4f} ms" for k, v in r["times_ms"].items()))
         path = autotune.write_entries([r], args.batch)  # each shape as it finishes: a cut run keeps it
+        entry = json.loads(path.read_text())["entries"][r["_key"]][str(args.batch)]  # merged with --impls
+        print(f"  best {entry['best_impl']}: " + ", ".join(f"{k} {v:.4f} ms" for k, v in entry["times_ms"].items()))
     print(f"wrote {len(chosen)} entries to {path}")
     return 0

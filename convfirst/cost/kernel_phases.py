@@ -2,10 +2,11 @@
 pass, the optimizer (optax: update, norms) or the weight EMA. A training step on the GPU is one XLA
 executable; its CUPTI kernel list says what ran, and the executable's optimized HLO
 (`compiled.as_text()`) says where each kernel came from: XLA names a fusion's kernel after the HLO
-instruction, and every instruction carries the op_name of the JAX primitive it came from (`transpose(...)`
-marks the backward pass) and a stack frame (source file and function). Kernels without an HLO
-instruction of their name (cuBLAS, cuDNN, Pallas and copies) take the phase of the kernel launched
-just before them, which is right except at a phase boundary.
+instruction, and most instructions carry the op_name of the JAX primitive they came from
+(`transpose(...)` marks the backward pass) and a stack frame (source file and function). Kernels
+without an HLO instruction of their name, or whose instruction has no metadata (cuBLAS, cuDNN, Pallas,
+copies, fusions XLA made itself such as layout transposes), take the phase of the kernel launched
+just before them, which is right except at a phase boundary; `named` counts the others.
 
 Why: a step that launches ~2,000 kernels is paced by the host's launches, not by the GPU (run Y,
 benchmarks/results/train_step_h200); what to remove first depends on which phase launches them.
@@ -13,13 +14,14 @@ benchmarks/results/train_step_h200); what to remove first depends on which phase
 from __future__ import annotations
 
 import re
+import warnings
 from collections import defaultdict
 
 PHASES = ("forward", "backward", "optimizer", "ema", "other")
-_OPTIMIZER_FILE = re.compile(r"/optax/(?!losses/)")  # its losses run in the forward
+_OPTIMIZER_FILE = re.compile(r"/optax/(?!losses/)")  # label smoothing runs outside the gradient: not the optimizer
 _EMA = ("train/optim.py", "ema_update")
 
-_INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%([\w.\-]+) = .*?metadata=\{([^}]*)\}", re.MULTILINE)
+_INSTRUCTION = re.compile(r'^\s*(?:ROOT\s+)?%([\w.\-]+) = .*?metadata=\{((?:[^}"]|"[^"]*")*)\}', re.MULTILINE)
 _OP_NAME = re.compile(r'op_name="([^"]*)"')
 _FRAME = re.compile(r"stack_frame_id=(\d+)")
 
@@ -90,6 +92,8 @@ def kernel_phases(hlo_text: str) -> dict[str, str]:
 def phase_breakdown(per_kernel, hlo_text: str) -> list[dict]:
     """[(kernel name, ms), ...] in launch order -> one row per phase (in PHASES order, empty ones left
     out): kernels, ms, share of the kernel time, and how many kernels were matched by name."""
+    if "\nStackFrames\n" not in hlo_text:
+        warnings.warn("the HLO text has no stack-frame table: optimizer and EMA kernels count as 'other'")
     phases = kernel_phases(hlo_text)
     total = sum(ms for _, ms in per_kernel) or 1.0
     count, ms_by, named = defaultdict(int), defaultdict(float), defaultdict(int)
