@@ -126,6 +126,31 @@ def test_bench_writes_the_stable_csv_on_cpu(capsys, tmp_path):
     assert code == 2 and "convfirst_tiny" in err  # unknown model: the close match is named
 
 
+def test_bench_keeps_the_rows_it_finished_when_a_later_one_crashes(capsys, tmp_path, monkeypatch):
+    """Each row reaches the CSV and JSONL as it is measured: a crash (or a timeout) in the second
+    model loses only that row."""
+    import csv
+
+    from convfirst import benchmark
+
+    real = benchmark.bench_model
+
+    def flaky(name, impl, **kw):
+        if impl == "auto":
+            raise RuntimeError("simulated crash in the second row")
+        return real(name, impl, **kw)
+
+    monkeypatch.setattr(benchmark, "bench_model", flaky)
+    path, jsonl = tmp_path / "bench.csv", tmp_path / "bench.jsonl"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(capsys, "bench", "--models", "convfirst_pico", "--impl", "xla,auto", "--batch", "2", "--warmup", "1",
+            "--iters", "2", "--no-matmul-peak", "--csv", str(path), "--jsonl", str(jsonl))
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["impl"], r["status"]) for r in rows] == [("xla", "ok")]
+    assert [json.loads(line)["impl"] for line in jsonl.read_text().splitlines()] == ["xla"]
+
+
 def test_bench_flags_xla_autotuning_outliers(capsys):
     from convfirst.commands.bench import _flag_outlier
 
