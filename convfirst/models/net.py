@@ -87,19 +87,18 @@ class ConvNet(nnx.Module):
                     setattr(layer, attr, chosen[_BLOCK_OPS[type(layer.spec)]])
 
     def for_inference(self) -> "ConvNet":
-        """A copy in eval mode whose residual blocks hold their inference parameters in final form
-        (BatchNorm and layer scale folded, 1x1 weights in the compute dtype, ConvFirst's conv bias
-        folded into the expand bias; `_ResidualBlock.freeze`), computed once here, so a forward no
-        longer spends small kernels on preparing them. Outputs equal the eval-mode model's up to the
-        rounding of the moved conv bias (bit for bit where no conv bias moves: LayerNorm blocks,
-        MBConv). The blocks' raw layers are dropped from the copy (no stale duplicate, about half the
-        state); the copy refuses training and the original is unchanged."""
-        from convfirst.models.blocks import _ResidualBlock
-
+        """A copy in eval mode whose layers hold their inference parameters in final form, computed
+        once here, so a forward no longer spends small kernels on preparing them: the residual blocks'
+        BatchNorm and layer scale folded, 1x1 weights in the compute dtype, ConvFirst's conv bias
+        folded into the expand bias (`_ResidualBlock.freeze`); the stem's, downsampling and head
+        convs' BatchNorm folded into their kernel and bias (`ConvNormAct.freeze`). Outputs equal the
+        eval-mode model's within the rounding of the folded weights. The blocks' raw layers are
+        dropped from the copy (no stale duplicate, about half the state); the copy refuses training
+        and the original is unchanged."""
         frozen = nnx.clone(self)
         frozen.eval()
         for layer in frozen.layers:
-            if isinstance(layer, _ResidualBlock):
+            if hasattr(layer, "freeze"):
                 layer.freeze(self.dtype)
         return frozen
 
