@@ -104,8 +104,9 @@ def _efficiency(row: dict, macs_per_call: float, t: Timing, peak_matmul: float |
 def bench_model(name: str, impl, *, batch: int, dtype: str = "bf16", protocol: Protocol = Protocol(),
                 peak_matmul: float | None = None, resolution: int | None = None, fold_ahead: bool = False) -> dict:
     """One model's forward pass (eval mode, BN folded in the block ops) at `batch`. fold_ahead: the
-    blocks' inference parameters are prepared once (ConvNet.for_inference), not in every forward;
-    the row's protocol then says 'weights-folded-ahead'."""
+    inference parameters are prepared once (ConvNet.for_inference) and stored in the layouts the
+    compiled forward asks for (time_call's compiler_layouts), not converted in every forward; the
+    row's protocol then says 'weights-folded-ahead,compiler-layouts'."""
     from flax import nnx
 
     dt = compute_dtype(dtype)
@@ -125,12 +126,13 @@ def bench_model(name: str, impl, *, batch: int, dtype: str = "bf16", protocol: P
     def make(i):
         return state, jax.random.normal(jax.random.key(i), (batch, r, r, spec.in_chans), jnp.float32).astype(dt)
 
-    t = time_call(forward, make, protocol=protocol)
+    t = time_call(forward, make, protocol=protocol, compiler_layouts=fold_ahead)
     row = dict(environment(dtype), kind="model", model=name, block="", block_count=1,
                impl=impl if isinstance(impl, str) else ",".join(f"{k}={v}" for k, v in sorted(impl.items())),
                infer_img_size=r, infer_batch_size=batch, param_count=model_params(spec) / 1e6,
                infer_gmacs=macs / 1e9, infer_macts=sum(lc.out_elements for lc in costs) / 1e6,
-               protocol=protocol.describe() + (",weights-folded-ahead" if fold_ahead else ""), status="ok")
+               protocol=protocol.describe() + (",weights-folded-ahead,compiler-layouts" if fold_ahead else ""),
+               status="ok")
     row = _efficiency(row, macs * batch, t, peak_matmul)
     row["per_kernel"] = t.per_kernel
     return row

@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from convfirst.cost.kernel_breakdown import format_breakdown  # noqa: E402
 from convfirst.cost.kernel_phases import format_phases, phase_breakdown  # noqa: E402
 from convfirst.models import create_model, model_spec  # noqa: E402
+from pallas_kernels.timing import Precompiled  # noqa: E402
 from train import optim, sharding  # noqa: E402
 from train.mixed_precision import get_policy  # noqa: E402
 from train.state import create_train_state  # noqa: E402
@@ -148,28 +149,11 @@ def bench_framework(name, args, images_u8, labels) -> tuple[list[float], dict]:
     return times, fields
 
 
-class _Compiled:
-    """A no-argument callable that runs already-compiled steps. CUPTI's `measure` jits any callable
-    that is not a `jax.stages.Wrapped`; this one has that protocol's methods, so it runs as is (a jit
-    around it would trace the donated step instead of launching it)."""
-
-    def __init__(self, run):
-        self.run = run
-
-    def __call__(self):
-        return self.run()
-
-    def trace(self):
-        raise NotImplementedError("already compiled")
-
-    lower = trace
-
-
 def kernel_list(run) -> list[tuple[str, float]]:
     """CUPTI's kernel list of one step, (name, ms) in launch order: where the step's time goes."""
     from jax.experimental.mosaic.gpu import profiler
 
-    _, kernels = profiler.measure(_Compiled(run), aggregate=False)()
+    _, kernels = profiler.measure(Precompiled(run), aggregate=False)()
     if not kernels:
         raise RuntimeError("CUPTI recorded no kernel launches for the step")
     return [(str(name), float(ms)) for name, ms in kernels]

@@ -121,7 +121,7 @@ def test_bench_writes_the_stable_csv_on_cpu(capsys, tmp_path):
                        "1", "--iters", "2", "--no-matmul-peak", "--breakdown", "--fold-ahead", "--csv", str(path))
     assert code == 0 and "no breakdown: no per-kernel times" in out  # said, not silently skipped
     with open(path) as f:
-        assert next(csv.DictReader(f))["protocol"].endswith(",weights-folded-ahead")
+        assert next(csv.DictReader(f))["protocol"].endswith(",weights-folded-ahead,compiler-layouts")
     code, _, err = run(capsys, "bench", "--models", "convfirst_tiyn")
     assert code == 2 and "convfirst_tiny" in err  # unknown model: the close match is named
 

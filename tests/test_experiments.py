@@ -443,4 +443,4 @@ def test_efficiency_table_with_weights_folded_ahead_has_its_own_cells(tmp_path):
     spec = dict(folded[0], model="convfirst_pico", impl="xla", batch=2, warmup=1, iters=1)
     assert cell_main(["--cell", json.dumps(spec), "--result", str(tmp_path / "r.json"), "--workdir", "."]) == 0
     result = json.loads((tmp_path / "r.json").read_text())
-    assert result["status"] == "ok" and result["result"]["protocol"].endswith(",weights-folded-ahead")
+    assert result["status"] == "ok" and result["result"]["protocol"].endswith(",weights-folded-ahead,compiler-layouts")

@@ -224,7 +224,8 @@ def test_autotune_retuning_some_implementations_keeps_the_others(tmp_path, monke
     does, and an implementation the op no longer has is dropped."""
     monkeypatch.setenv(autotune.ENV_CACHE, str(tmp_path / "cache.json"))
     key = "convfirst_block|bfloat16|8x8x32|k"
-    p, p2 = "warmup=3,iters=20,median,rotate>=200MiB,cupti-kernel-sum", "warmup=3,iters=20,median,rotate>=200MiB,cupti-kernel-sum+wallclock+pipelined"
+    p = "warmup=3,iters=20,median,rotate>=200MiB,cupti-kernel-sum"
+    p2 = p + "+wallclock+pipelined"
     first = {"best_impl": "pallas_fused", "times_ms": {"pallas_fused": 1.0, "xla": 2.0, "mosaic_mlp": 1.5, "gone": 0.1},
              "configs": {"pallas_fused": {"a": 1}, "mosaic_mlp": {"b": 1}}, "errors": {"mosaic_mlp:old": "x"},
              "protocol": p, "measured": "2026-11-30", "_key": key, "_tuned": ["xla", "pallas_fused", "mosaic_mlp"]}

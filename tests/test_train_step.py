@@ -291,7 +291,8 @@ def test_kernel_phases_attribute_the_compiled_step():
     hlo = jax.jit(step).lower(state, batch()).compile().as_text()
     phases = kp.kernel_phases(hlo)
     entry = hlo[hlo.index("ENTRY"):]
-    fusions = [re.sub(r"[.\-]", "_", n) for n in re.findall(r"^\s*(?:ROOT\s+)?%([\w.\-]+) = (?:\([^=]*\)|\S+) fusion\(", entry, re.M)]
+    fusion = r"^\s*(?:ROOT\s+)?%([\w.\-]+) = (?:\([^=]*\)|\S+) fusion\("  # tuple-shaped ones too
+    fusions = [re.sub(r"[.\-]", "_", n) for n in re.findall(fusion, entry, re.M)]
     by_phase = {p: [n for n in fusions if phases.get(n) == p] for p in kp.PHASES}
     for p in ("forward", "backward", "optimizer", "ema"):
         assert by_phase[p], f"no fusion of the step was attributed to {p}: {phases}"

@@ -98,13 +98,19 @@ def heuristic(c: int, hidden: int) -> MosaicMLPConfig:
     """The fastest configs measured on the H200 at convfirst_tiny's stage shapes: C=128 and C=256 two
     compute warpgroups taking turns (ping-pong; 8-15 % faster than without at both, run_u.log), C=64
     one warpgroup, two chunks in flight (run_m.log). h_regs wherever it runs (the GPU): it won every
-    pairing of the probe."""
+    pairing of the probe. Where the measured choice would not fit in shared memory (wide hidden
+    layers: two warpgroups hold two copies of the biases), the single-warpgroup config measured
+    before it, so that what this implementation supports does not shrink with the preference."""
     h_regs = not interpret_mode()
     if c >= 256:
-        return MosaicMLPConfig(64, 64, 2, False, 2, 1, h_regs, 0, True)
-    if c >= 128:
-        return MosaicMLPConfig(64, 64, 2, True, 2, 2, h_regs, 0, True)
-    return MosaicMLPConfig(64, 64, 2, True, 1, 1, h_regs)
+        preferred = [MosaicMLPConfig(64, 64, 2, False, 2, 1, h_regs, 0, True),
+                     MosaicMLPConfig(64, 64, 2, True, 1, 2, h_regs)]
+    elif c >= 128:
+        preferred = [MosaicMLPConfig(64, 64, 2, True, 2, 2, h_regs, 0, True),
+                     MosaicMLPConfig(64, 64, 2, True, 1, 2, h_regs)]
+    else:
+        preferred = [MosaicMLPConfig(64, 64, 2, True, 1, 1, h_regs)]
+    return next((cfg for cfg in preferred if cfg.smem_bytes(c, hidden) <= SMEM_BYTES), preferred[-1])
 
 
 def candidates(c: int, hidden: int) -> list[MosaicMLPConfig]:
