@@ -131,8 +131,8 @@ def bench_model(name: str, impl, *, batch: int, dtype: str = "bf16", protocol: P
                impl=impl if isinstance(impl, str) else ",".join(f"{k}={v}" for k, v in sorted(impl.items())),
                infer_img_size=r, infer_batch_size=batch, param_count=model_params(spec) / 1e6,
                infer_gmacs=macs / 1e9, infer_macts=sum(lc.out_elements for lc in costs) / 1e6,
-               protocol=protocol.describe() + (",weights-folded-ahead,compiler-layouts" if fold_ahead else ""),
-               status="ok")
+               protocol=protocol.describe() + (",weights-folded-ahead" if fold_ahead else "")
+               + (",compiler-layouts" if t.layouts == "compiler" else ""), status="ok")
     row = _efficiency(row, macs * batch, t, peak_matmul)
     row["per_kernel"] = t.per_kernel
     return row

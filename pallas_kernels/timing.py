@@ -15,6 +15,7 @@ Protocol (recorded with every result by `Protocol.describe()`):
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import re
 import statistics
@@ -25,6 +26,8 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 L2_BYTES_DEFAULT = 50 * 2**20  # H100 SXM; only used to size rotations when the device does not say
 
@@ -61,6 +64,7 @@ class Timing:
     iterations: int
     rotations: int
     per_kernel: tuple[tuple[str, float], ...] | None = None  # one call's kernels (name, ms)
+    layouts: str = "default"  # of the fixed arguments: "compiler" when time_call placed them (compiler_layouts)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -99,8 +103,14 @@ def time_call(fn: Callable, make_args: Callable[[int], tuple], *, protocol: Prot
     rotations = protocol.rotations_for(bytes_per_call)
     arg_sets = [first] + [make_args(i) for i in range(1, rotations)]
     run_all = jax.jit(lambda sets: [fn(*args) for args in sets])
+    layouts = "default"
     if compiler_layouts:
-        run_all, arg_sets = _in_compiler_layouts(run_all, arg_sets)
+        try:
+            run_all, arg_sets = _in_compiler_layouts(run_all, arg_sets)
+            layouts = "compiler"
+        except Exception as e:  # e.g. a backend without free parameter layouts: say so, time the default
+            log.warning("compiler-chosen layouts for the fixed arguments failed (%s: %s); timing with the "
+                        "default layouts", type(e).__name__, str(e)[:200])
     for _ in range(protocol.warmup):
         jax.block_until_ready(run_all(arg_sets))
 
@@ -130,7 +140,7 @@ def time_call(fn: Callable, make_args: Callable[[int], tuple], *, protocol: Prot
         method = "cupti"
     q = np.percentile(samples, [10, 50, 90])
     return Timing(float(q[1]), float(q[0]), float(q[2]), wall, pipelined, method, protocol.iterations, rotations,
-                  kernels)
+                  kernels, layouts)
 
 
 def _in_compiler_layouts(run_all, arg_sets):

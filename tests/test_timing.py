@@ -21,4 +21,20 @@ def test_compiler_layouts_place_the_fixed_arguments_once_and_rotate_the_rest():
         np.testing.assert_allclose(got, x @ w, rtol=1e-6)
     t = time_call(lambda w, x: x @ w, lambda i: (w, xs[i % 3]), compiler_layouts=True,
                   protocol=Protocol(warmup=1, iterations=2, min_rotation_bytes=1))
-    assert t.rotations == 2 and t.median_ms > 0 and t.method == "wallclock"
+    assert t.rotations == 2 and t.median_ms > 0 and t.method == "wallclock" and t.layouts == "compiler"
+
+
+def test_compiler_layouts_fall_back_visibly(monkeypatch, caplog):
+    """Where the backend cannot free the layouts, the call is timed with the default ones, with a
+    warning and the Timing saying so (the benchmark row's protocol then omits 'compiler-layouts')."""
+    from pallas_kernels import timing
+
+    def fail(*_):
+        raise RuntimeError("no free layouts here")
+
+    monkeypatch.setattr(timing, "_in_compiler_layouts", fail)
+    w = jnp.ones((8, 8))
+    with caplog.at_level("WARNING"):
+        t = time_call(lambda w, x: x @ w, lambda i: (w, jnp.full((8, 8), float(i))), compiler_layouts=True,
+                      protocol=Protocol(warmup=1, iterations=2, min_rotation_bytes=1))
+    assert t.layouts == "default" and "no free layouts here" in caplog.text
