@@ -153,10 +153,15 @@ def _in_compiler_layouts(run_all, arg_sets):
     n = len(jax.tree.leaves(arg_sets[0]))
     fixed = [all(flat[k * n + i] is flat[i] for k in range(len(arg_sets))) and isinstance(flat[i], jax.Array)
              for i in range(n)]
+    if not any(fixed):
+        raise ValueError("no argument is shared by every rotated set: nothing to place")
     auto = jax.tree.unflatten(treedef, [Format(Layout.AUTO) if fixed[i % n] else None for i in range(len(flat))])
-    abstract = [jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding) for a in flat]
+    abstract = [jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding) if isinstance(a, jax.Array) else a
+                for a in flat]
     compiled = jax.jit(run_all, in_shardings=(auto,)).lower(jax.tree.unflatten(treedef, abstract)).compile()
     chosen = jax.tree.leaves(compiled.input_formats[0][0], is_leaf=lambda v: isinstance(v, Format))
+    if any(fixed[i % n] and chosen[i] != chosen[i % n] for i in range(len(flat))):
+        raise ValueError("XLA chose different layouts for the same weight in different rotated sets")
     placed = [jax.device_put(flat[i], chosen[i]) if fixed[i] else None for i in range(n)]
     sets = jax.tree.unflatten(treedef, [placed[i % n] if fixed[i % n] else a for i, a in enumerate(flat)])
     return Precompiled(compiled), sets

@@ -425,8 +425,10 @@ def test_for_inference_folds_once_and_computes_the_same(name, kw):
     folded weights: every BatchNorm, the blocks' and the stem's, downsampling and head convs', and
     ConvFirst's conv bias moved into the expand bias) without folding BatchNorm or casting the 1x1
     weights inside the forward, and refuses training while the original still trains."""
-    model = create_model(name, dtype=jnp.bfloat16, impl="xla_native", **kw)
-    spec = model.spec
+    from test_folding import randomize
+
+    model = randomize(create_model(name, dtype=jnp.bfloat16, impl="xla_native", **kw), 3)  # real statistics:
+    spec = model.spec  # a fresh BatchNorm (mean 0, var 1, no shift) would hide a dropped or misplaced bias
     x = jax.random.normal(jax.random.key(0), (2, spec.resolution, spec.resolution, spec.in_chans))
     model.eval()
     frozen = model.for_inference()

@@ -19,6 +19,10 @@ def test_compiler_layouts_place_the_fixed_arguments_once_and_rotate_the_rest():
     assert all(s[1] is x for s, x in zip(sets, xs))  # rotated inputs untouched
     for got, x in zip(fn(sets), xs):
         np.testing.assert_allclose(got, x @ w, rtol=1e-6)
+    fn, sets = _in_compiler_layouts(jax.jit(lambda sets: [x @ w * s for x, w, s in sets]),
+                                    [(x, w, np.float32(2.0)) for x in xs])  # a fixed leaf after a rotated one,
+    assert all(s[1] is sets[0][1] for s in sets)                            # and a non-array leaf
+    np.testing.assert_allclose(fn(sets)[2], 2 * xs[2] @ w, rtol=1e-6)
     t = time_call(lambda w, x: x @ w, lambda i: (w, xs[i % 3]), compiler_layouts=True,
                   protocol=Protocol(warmup=1, iterations=2, min_rotation_bytes=1))
     assert t.rotations == 2 and t.median_ms > 0 and t.method == "wallclock" and t.layouts == "compiler"

@@ -28,8 +28,9 @@ def add_arguments(p):
     p.add_argument("--no-retry", action="store_true", help="do not halve the batch on out-of-memory")
     p.add_argument("--csv", help="write rows here (stable columns: convfirst.benchmark.COLUMNS)")
     p.add_argument("--jsonl", help="also append full rows (per-kernel times included) as JSON lines")
-    p.add_argument("--fold-ahead", action="store_true", help="prepare the blocks' inference weights once "
-                   "(BatchNorm folded, compute dtype: ConvNet.for_inference) instead of in every timed forward")
+    p.add_argument("--fold-ahead", action="store_true", help="time the inference copy (ConvNet.for_inference: "
+                   "every BatchNorm folded and 1x1 weights cast once) with its weights placed in the layouts the "
+                   "compiled forward asks for, instead of preparing them in every timed forward")
     p.add_argument("--breakdown", action="store_true", help="after each model row, where its time went by kernel "
                    "kind (convfirst.cost.kernel_breakdown; needs CUPTI timing, i.e. a GPU)")
 

@@ -112,6 +112,7 @@ class ConvNormAct(nnx.Module):
         conv = self.conv
         w, b = fold_batchnorm(conv.kernel[...], None if conv.bias is None else conv.bias[...], self.norm)
         conv.kernel, conv.bias, self.norm = nnx.Param(w.astype(dtype)), nnx.Param(b.astype(dtype)), None
+        conv.use_bias = True  # nnx.Conv adds its bias only under this flag (the layer was built without one)
 
     def __call__(self, x):
         if self.norm is not None and self.spec.norm_first:

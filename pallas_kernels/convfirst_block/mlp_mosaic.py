@@ -99,8 +99,9 @@ def heuristic(c: int, hidden: int) -> MosaicMLPConfig:
     compute warpgroups taking turns (ping-pong; 8-15 % faster than without at both, run_u.log), C=64
     one warpgroup, two chunks in flight (run_m.log). h_regs wherever it runs (the GPU): it won every
     pairing of the probe. Where the measured choice would not fit in shared memory (wide hidden
-    layers: two warpgroups hold two copies of the biases), the single-warpgroup config measured
-    before it, so that what this implementation supports does not shrink with the preference."""
+    layers: two warpgroups hold two copies of the biases), one warpgroup with two programs per
+    cluster (the C=256 choice before ping-pong), so that what this implementation supports does not
+    shrink with the preference."""
     h_regs = not interpret_mode()
     if c >= 256:
         preferred = [MosaicMLPConfig(64, 64, 2, False, 2, 1, h_regs, 0, True),
