@@ -13,7 +13,8 @@ Arguments (`efficiency-table:a=1,b=2`): quick (B0, B2, B4, ConvNeXt T/S, ConvFir
 ConvNeXt-T at batch 8 for CPU tests, normally with --timing fake), batch (128; halved on
 out-of-memory like timm's benchmark, the row records the batch that ran), dtype (bf16), warmup (3),
 iters (20), fold_ahead (False; True: the inference copy, ConvNet.for_inference: every BatchNorm folded
-and 1x1 weights cast once before timing, weights in the compiled forward's layouts; its cells get their own ids, e.g. `efficiency-table:fold_ahead --out benchmarks/results/efficiency_table_folded`).
+and 1x1 weights cast once before timing, weights in the compiled forward's layouts; its cells get
+their own ids, e.g. `efficiency-table:fold_ahead --out benchmarks/results/efficiency_table_folded`).
 """
 from __future__ import annotations
 
