@@ -22,7 +22,7 @@ def remat_blocks(model: nnx.Module, block_types: tuple[type, ...] | None = None)
 
         block_types = (ConvFirstBlock, MBConvBlock)
     count = 0
-    for _, module in model.iter_modules():
+    for _, module in nnx.iter_modules(model):
         if type(module) in block_types:
             module.__class__ = _remat_class(type(module))
             count += 1

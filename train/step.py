@@ -93,7 +93,7 @@ def make_train_step(model_def: ModelDef, tx: optax.GradientTransformation, sched
             finite = all_finite(grads)
             loss_scale = loss_scale.update(finite)
             metrics.update(loss_scale=loss_scale.scale, skipped=(~finite).astype(jnp.float32))
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         if loss_scale is not None:  # skip the whole step when fp16 gradients overflowed
