@@ -192,15 +192,20 @@ def write_entries(results: list[dict], batch: int, device_kind: str | None = Non
     return path
 
 
-def _check_mergeable(key: str, batch: int, protocol) -> None:
+def _refuse_other_protocol(key: str, cached: str | None, retune: str | None) -> None:
+    """Times under different kernel-time protocols do not compare: a partial retune must not merge."""
     from pallas_kernels.timing import kernel_time_protocol
 
+    if kernel_time_protocol(cached) != kernel_time_protocol(retune):
+        raise ValueError(f"{key}: the cached entry was timed under {cached!r}, this retune under {retune!r}; "
+                         "their times do not compare: retune every implementation (convfirst tune without --impls)")
+
+
+def _check_mergeable(key: str, batch: int, protocol) -> None:
     path = cache_path()
     old = (json.loads(path.read_text())["entries"].get(key, {}) if path.exists() else {}).get(str(batch))
-    if old and kernel_time_protocol(old.get("protocol")) != kernel_time_protocol(protocol.describe()):
-        raise ValueError(f"{key}: the cached entry was timed under {old.get('protocol')!r}, this retune would "
-                         f"be under {protocol.describe()!r}; their times do not compare: retune every "
-                         "implementation (convfirst tune without --impls)")
+    if old:
+        _refuse_other_protocol(key, old.get("protocol"), protocol.describe())
 
 
 def _merged(key: str, old: dict, new: dict, tuned: list[str]) -> dict:
@@ -209,12 +214,8 @@ def _merged(key: str, old: dict, new: dict, tuned: list[str]) -> dict:
     `measured_by_impl`), and the best over both. Times measured under different kernel-time
     protocols do not compare: refused, since keeping only the new ones would narrow `best_impl`."""
     from pallas_kernels import OPS
-    from pallas_kernels.timing import kernel_time_protocol
 
-    if kernel_time_protocol(old.get("protocol")) != kernel_time_protocol(new.get("protocol")):
-        raise ValueError(f"{key}: the cached entry was timed under {old.get('protocol')!r}, this retune under "
-                         f"{new.get('protocol')!r}; their times do not compare: retune every implementation "
-                         "(convfirst tune without --impls)")
+    _refuse_other_protocol(key, old.get("protocol"), new.get("protocol"))
     known = set(OPS[key.split("|")[0]].names)
     keep = lambda d: {k: v for k, v in d.items() if k.split(":")[0] in known - set(tuned)}  # noqa: E731
     kept = keep(old.get("times_ms", {}))

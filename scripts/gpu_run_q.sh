@@ -12,4 +12,4 @@ train() { timeout $4 python scripts/bench_train_step.py --models $1 --impl $2 --
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader
 train convfirst_tiny_ln xla_native xla_native 110
 train convfirst_tiny_ln auto auto 130
-} 2>&1 | filter | grep -v -e '^ *[]["{}]' -e '^ *[0-9.]*,\?$' | tee "$out/run_q.log"
+} 2>&1 | filter | json_filter | tee "$out/run_q.log"

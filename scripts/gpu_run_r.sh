@@ -14,4 +14,4 @@ train convfirst_tiny_ln xla_native xla_native 100
 train convfirst_tiny_ln auto auto 110
 train convfirst_tiny_ln xla xla 120
 train convnext_tiny xla xla 130
-} 2>&1 | filter | grep -v -e '^ *[]["{}]' -e '^ *[0-9.]*,\?$' | tee "$out/run_r.log"
+} 2>&1 | filter | json_filter | tee "$out/run_r.log"

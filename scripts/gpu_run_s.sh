@@ -16,7 +16,7 @@ nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader
 echo "XLA_FLAGS=--xla_gpu_enable_command_buffer="
 train convfirst_tiny_ln xla_native xla_native 90
 train convfirst_tiny_ln auto auto 100
-} 2>&1 | filter | grep -v -e '^ *[]["{}]' -e '^ *[0-9.]*,\?$' | tee "$out/run_s.log"
+} 2>&1 | filter | json_filter | tee "$out/run_s.log"
 )
 REPRODUCE_ARGS="--only model=convfirst_tiny --rerun" bash scripts/gpu_reproduce.sh "$out" efficiency-table:90
 REPRODUCE_ARGS="--only model=convfirst_tiny --only impl=auto --rerun" bash scripts/gpu_reproduce.sh "$out" waterline:60

@@ -16,5 +16,5 @@ train() { echo "start $1 $2 $(date +%T.%N)"; timeout $4 python scripts/bench_tra
 {
 train convfirst_tiny_ln xla_native xla_native 120
 train convnext_tiny xla xla 150
-} 2>&1 | filter | grep -v -e '^ *[]["{}]' -e '^ *[0-9.]*,\?$' | tee "$out/run_v.log"
+} 2>&1 | filter | json_filter | tee "$out/run_v.log"
 kill $smi

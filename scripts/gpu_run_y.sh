@@ -15,7 +15,7 @@ train() { timeout $4 python scripts/bench_train_step.py --models $1 --impl $2 --
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader
 train convfirst_tiny_ln xla_native xla_native 100
 train convfirst_tiny_ln auto auto 110
-} 2>&1 | filter | grep -v -e '^ *[]["{}]' -e '^ *[0-9.]*,\?$' | tee "$out/run_y.log"
+} 2>&1 | filter | json_filter | tee "$out/run_y.log"
 )
 REPRODUCE_ARGS="--only model=convfirst_tiny --only impl=auto --rerun" bash scripts/gpu_reproduce.sh "$out" \
   efficiency-table:80 waterline:90
