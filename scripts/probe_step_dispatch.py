@@ -3,10 +3,10 @@
     python scripts/probe_step_dispatch.py --out probe.json [--train]
 
 Three measurements, each the host's time until the call returns (dispatch) and the blocked wall time,
-medians of `iters` calls after warm-up:
-- chain K: one array through K tiny elementwise ops kept apart by optimization barriers, so the
-  executable launches ~K kernels: the per-kernel launch cost of XLA's GPU runtime (command buffers,
-  if XLA forms them, show up as a far smaller cost).
+medians of `iters` calls after warm-up, and the same calls back to back (steady):
+- chain: one array through K tiny ops of one kind (XLA fusion, GEMM, cuDNN grouped conv, Mosaic GPU
+  kernel) kept apart by optimization barriers, so the executable launches K of them: the host's cost
+  per launch of each kind in XLA's GPU runtime.
 - leaves N: a donated pytree of N small arrays, each updated in place: the per-buffer cost of a call's
   arguments and results (the train state has about a thousand).
 - train (--train): the framework's convfirst_tiny_ln step (xla_native), its state's leaf count, and how
@@ -40,20 +40,43 @@ def timed(call, warmup: int, iters: int) -> dict:
         dispatch.append(time.perf_counter() - t0)
         jax.block_until_ready(out)
         wall.append(time.perf_counter() - t0)
-    return {"dispatch_ms": 1e3 * statistics.median(dispatch), "wall_ms": 1e3 * statistics.median(wall)}
+    t0 = time.perf_counter()  # back to back, one block at the end: does the host wait on the GPU?
+    for _ in range(iters):
+        out = call()
+    steady_dispatch = (time.perf_counter() - t0) / iters
+    jax.block_until_ready(out)
+    return {"dispatch_ms": 1e3 * statistics.median(dispatch), "wall_ms": 1e3 * statistics.median(wall),
+            "steady_ms": 1e3 * (time.perf_counter() - t0) / iters, "steady_dispatch_ms": 1e3 * steady_dispatch}
 
 
-def chain(k: int, warmup: int, iters: int) -> dict:
+def _ops():
+    """Tiny ops of each kind the step launches, (name, op(x) -> x like x, x)."""
+    from pallas_kernels.convfirst_block.mlp_mosaic import INTERPRET_PARAMS, heuristic, mlp_mosaic
+    key = jax.random.key(0)
+    cfg = heuristic(64, 256)
+    interpret = INTERPRET_PARAMS() if jax.default_backend() == "cpu" else None  # CPU: a check of this script
+    w1, w2 = (0.05 * jax.random.normal(key, s, jnp.bfloat16) for s in ((64, 256), (256, 64)))
+    b1, b2 = jnp.zeros((256,), jnp.float32), jnp.zeros((64,), jnp.float32)
+    wc = 0.1 * jax.random.normal(key, (3, 3, 8, 64), jnp.bfloat16)
+    conv = lambda x: jax.lax.conv_general_dilated(  # noqa: E731 - the block's grouped conv, cuDNN
+        x, wc, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=8)
+    return [("fusion", lambda x: jnp.sin(x) * 1.0001, jnp.ones((256,), jnp.float32)),
+            ("gemm", lambda x: x @ w2[:64], jnp.ones((128, 64), jnp.bfloat16)),
+            ("cudnn_conv", conv, jnp.ones((1, 8, 8, 64), jnp.bfloat16)),
+            ("mosaic", lambda x: mlp_mosaic(x, None, w1, b1, w2, b2, act="silu", config=cfg, interpret=interpret),
+             jnp.ones((cfg.rows * cfg.cluster, 64), jnp.bfloat16))]
+
+
+def chain(name, op, x, k: int, warmup: int, iters: int) -> dict:
+    """k launches of `op` kept apart by optimization barriers: the host's cost per launch of that kind."""
     def f(x):
         for _ in range(k):
-            x = jax.lax.optimization_barrier(jnp.sin(x) * 1.0001)
+            x = jax.lax.optimization_barrier(op(x))
         return x
-    fn = jax.jit(f)
-    x = jnp.ones((256,), jnp.float32)
-    compiled = fn.lower(x).compile()
+    compiled = jax.jit(f).lower(x).compile()
     r = timed(lambda: compiled(x), warmup, iters)
-    return dict(r, kernels=k, command_buffers=compiled.as_text().count("command_buffer"),
-                dispatch_us_per_kernel=1e3 * r["dispatch_ms"] / k)
+    return dict(r, op=name, launches=k, command_buffers=compiled.as_text().count("command_buffer"),
+                dispatch_us_per_launch=1e3 * r["dispatch_ms"] / k)
 
 
 def leaves(n: int, warmup: int, iters: int) -> dict:
@@ -80,14 +103,16 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True)
     p.add_argument("--train", action="store_true")
+    p.add_argument("--launches", type=int, nargs="+", default=[100, 400])
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--iters", type=int, default=20)
     a = p.parse_args()
     report = {"xla_flags": os.environ.get("XLA_FLAGS", ""), "device": jax.devices()[0].device_kind,
               "jax_version": jax.__version__, "chain": [], "leaves": []}
-    for k in (100, 1000):
-        report["chain"].append(chain(k, a.warmup, a.iters))
-        print("chain", report["chain"][-1], flush=True)
+    for name, op, x in _ops():
+        for k in a.launches:
+            report["chain"].append(chain(name, op, x, k, a.warmup, a.iters))
+            print("chain", report["chain"][-1], flush=True)
     for n in (10, 300, 1000):
         report["leaves"].append(leaves(n, a.warmup, a.iters))
         print("leaves", report["leaves"][-1], flush=True)
