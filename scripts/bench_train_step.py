@@ -37,6 +37,7 @@ from flax import nnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from convfirst.cost.host_trace import format_summary, trace_calls  # noqa: E402
 from convfirst.cost.kernel_breakdown import format_breakdown  # noqa: E402
 from convfirst.cost.kernel_phases import format_phases, phase_breakdown  # noqa: E402
 from convfirst.models import create_model, model_spec  # noqa: E402
@@ -149,6 +150,8 @@ def bench_framework(name, args, images_u8, labels) -> tuple[list[float], dict]:
     if args.breakdown:
         fields["per_kernel"] = kernel_list(lambda: run()[1])
         fields["per_phase"] = phase_breakdown(fields["per_kernel"], compiled.as_text())
+    if args.host_trace:
+        fields["host_trace"] = trace_calls(run, 3, f"{args.host_trace}/{name}_{args.impl}_{args.bwd_impl}")
     return times, fields
 
 
@@ -228,6 +231,9 @@ def main(argv=None) -> int:
                         "latter's kernel list goes into the JSON and its time is printed by kernel kind "
                         "(convfirst.cost.kernel_breakdown) and by phase: forward, backward, optimizer, EMA "
                         "(convfirst.cost.kernel_phases, from the compiled step's HLO; JSON: per_phase)")
+    p.add_argument("--host_trace", default="", metavar="DIR",
+                   help="trace three more framework steps with jax.profiler into DIR and total the host's events "
+                        "per step by thread and kind (convfirst.cost.host_trace; JSON: host_trace)")
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--iters", type=int, default=50)
     p.add_argument("--num_batches", type=int, default=4, help="distinct device-resident batches, cycled")
@@ -256,6 +262,8 @@ def main(argv=None) -> int:
                                         device=jax.devices()[0].device_kind, infer_batch_size=args.batch,
                                         dtype=args.precision), top=3), flush=True)
             print(format_phases(row["per_phase"]), flush=True)
+        if args.host_trace:
+            print(format_summary(row["host_trace"]), flush=True)
         if args.framework_only:
             print(f"{name} impl={args.impl} bwd_impl={args.bwd_impl}: framework {row['framework_ms']:.2f} ms "
                   f"(host dispatch {row['framework_dispatch_ms']:.2f}; steady state {row['framework_steady_ms']:.2f} ms, "
