@@ -6,6 +6,12 @@ owns (parameters, BatchNorm statistics, the model's RNG streams, optimizer state
 step, RNG) sits in one pytree, so sharding it (`jax.jit` in/out shardings), donating it and
 checkpointing it (orbax) are single explicit operations, and there is no per-step Python graph
 traversal. The model is rebuilt inside the step with `nnx.merge`.
+
+The model's parts are held as pure dicts of arrays (`nnx.State.to_pure_dict`), not as `nnx.State`s
+of Variable objects: a jitted call rebuilds every output leaf's pytree node in Python, and a Variable
+costs ~25 us to build where a dict entry costs nothing; with the ~1,450 leaves of a ConvFirst-T
+state (parameters, Adam moments, EMA) that was most of a training step's host time (run ZC,
+benchmarks/results/train_step_h200). `nnx.merge` takes the pure dicts as they are.
 """
 from __future__ import annotations
 
@@ -32,21 +38,27 @@ class ModelDef:
 @struct.dataclass
 class TrainState:
     step: jax.Array
-    params: nnx.State  # nnx.Param variables, f32
-    batch_stats: nnx.State  # nnx.BatchStat running statistics, f32
-    rest: nnx.State  # everything else the model holds, e.g. its dropout/drop-path RNG streams
+    params: dict  # nnx.Param values (pure dict, see the module docstring), f32
+    batch_stats: dict  # nnx.BatchStat running statistics, f32
+    rest: dict  # everything else the model holds, e.g. its dropout/drop-path RNG streams
     opt_state: optax.OptState
-    ema_params: nnx.State | None
+    ema_params: dict | None
     loss_scale: DynamicLossScale | None
     rng: jax.Array  # raw key data for data mixing; folded with `step` each step
 
 
-def split_model(model: nnx.Module) -> tuple[ModelDef, nnx.State, nnx.State, nnx.State]:
+def split_state(model: nnx.Module) -> tuple[Any, dict, dict, dict]:
+    """(graph definition, params, batch_stats, rest), the three parts as pure dicts of arrays."""
+    graphdef, *parts = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
+    return graphdef, *(nnx.to_pure_dict(part) for part in parts)
+
+
+def split_model(model: nnx.Module) -> tuple[ModelDef, dict, dict, dict]:
     """Graph definitions for both modes plus (params, batch_stats, rest); leaves the model in train mode."""
     model.eval()
-    eval_def, *_ = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
+    eval_def, *_ = split_state(model)
     model.train()
-    train_def, params, batch_stats, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
+    train_def, params, batch_stats, rest = split_state(model)
     return ModelDef(train_def, eval_def), params, batch_stats, rest
 
 
@@ -61,5 +73,5 @@ def create_train_state(model: nnx.Module, tx: optax.GradientTransformation, *, s
     return model_def, state
 
 
-def param_count(params: nnx.State) -> int:
+def param_count(params: dict) -> int:
     return sum(x.size for x in jax.tree.leaves(params))

@@ -17,7 +17,7 @@ from flax import nnx
 
 from train.mixed_precision import Policy, all_finite
 from train.optim import ema_update
-from train.state import ModelDef, TrainState
+from train.state import ModelDef, TrainState, split_state
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def make_train_step(model_def: ModelDef, tx: optax.GradientTransformation, sched
         model = nnx.merge(model_def.train, params, batch_stats, rest, copy=True)
         logits = model(images).astype(jnp.float32)
         loss = optax.softmax_cross_entropy(logits, targets).mean()
-        _, _, batch_stats, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
+        _, _, batch_stats, rest = split_state(model)
         scaled = loss_scale.scale_loss(loss) if loss_scale is not None else loss
         return scaled, (loss, logits, batch_stats, rest)
 
