@@ -116,6 +116,7 @@ def bench_model(name: str, impl, *, batch: int, dtype: str = "bf16", protocol: P
     if fold_ahead:
         model = model.for_inference()
     graphdef, state = nnx.split(model)
+    state = nnx.to_pure_dict(state)  # arrays, not Variable objects: no per-call Python work on ~300 leaves
     r = spec.resolution
     costs = layer_costs(spec)
     macs = sum(lc.macs for lc in costs)
