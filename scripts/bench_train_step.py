@@ -144,9 +144,7 @@ def bench_framework(name, args, images_u8, labels) -> tuple[list[float], dict]:
     fields = {"framework_memory": dict(memory(compiled), device_peak_mib=peak),
               "framework_dispatch_ms": 1e3 * statistics.median(dispatch),
               "framework_steady_ms": 1e3 * steady, "framework_steady_dispatch_ms": 1e3 * steady_dispatch,
-              # what a call's host time scales with: buffers passed in and out, thunks left outside CUDA graphs
-              "state_leaves": len(jax.tree.leaves(state)),
-              "command_buffers": compiled.as_text().count("command_buffer")}
+              "state_leaves": len(jax.tree.leaves(state))}  # buffers passed in and out of each call
     if args.breakdown:
         fields["per_kernel"] = kernel_list(lambda: run()[1])
         fields["per_phase"] = phase_breakdown(fields["per_kernel"], compiled.as_text())

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # H200 session Z, run ZD (2026-12-01): issue #5's training steps with the train state held as pure
-# dicts of arrays (train/state.py): run ZC's host trace of the step found most of its host time in
+# dicts of arrays (train/state.py): a host trace of the step (on CPU) found most of its host time in
 # Python rebuilding ~1,450 nnx.Variable pytree nodes per call. Run R's protocol (blocked and steady,
 # 10 steps after 3), plus the host trace of the xla_native step. auto/auto compiles Mosaic kernels.
 # Usage (device machine, repo root): CONVFIRST_COMMIT=<sha> bash scripts/gpu_run_zd.sh $OUT

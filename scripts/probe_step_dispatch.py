@@ -9,8 +9,7 @@ medians of `iters` calls after warm-up, and the same calls back to back (steady)
   per launch of each kind in XLA's GPU runtime.
 - leaves N: a donated pytree of N small arrays, each updated in place: the per-buffer cost of a call's
   arguments and results (the train state has about a thousand).
-- train (--train): the framework's convfirst_tiny_ln step (xla_native), its state's leaf count, and how
-  many command buffers XLA formed in the compiled step.
+- train (--train): the framework's convfirst_tiny_ln step (xla_native) and its state's leaf count.
 Run once per XLA_FLAGS setting (a fresh process each): the flags are read when the backend starts.
 """
 from __future__ import annotations
@@ -20,7 +19,6 @@ import json
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -30,23 +28,14 @@ sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).
 
 
 def timed(call, warmup: int, iters: int) -> dict:
-    """Median host dispatch and blocked wall time of `call()` (which returns what to block on), in ms."""
-    for _ in range(warmup):
-        jax.block_until_ready(call())
-    dispatch, wall = [], []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        out = call()
-        dispatch.append(time.perf_counter() - t0)
-        jax.block_until_ready(out)
-        wall.append(time.perf_counter() - t0)
-    t0 = time.perf_counter()  # back to back, one block at the end: does the host wait on the GPU?
-    for _ in range(iters):
-        out = call()
-    steady_dispatch = (time.perf_counter() - t0) / iters
-    jax.block_until_ready(out)
+    """Median host dispatch and blocked wall time of `call()` (which returns what to block on), and the
+    same calls back to back with one block at the end (steady), in ms: bench_train_step's protocol."""
+    from bench_train_step import time_steady, time_steps
+    dispatch = []
+    wall = time_steps(call, warmup, iters, dispatch)
+    steady, steady_dispatch = time_steady(call, iters, repeats=1)
     return {"dispatch_ms": 1e3 * statistics.median(dispatch), "wall_ms": 1e3 * statistics.median(wall),
-            "steady_ms": 1e3 * (time.perf_counter() - t0) / iters, "steady_dispatch_ms": 1e3 * steady_dispatch}
+            "steady_ms": 1e3 * steady, "steady_dispatch_ms": 1e3 * steady_dispatch}
 
 
 def _ops():
@@ -75,8 +64,7 @@ def chain(name, op, x, k: int, warmup: int, iters: int) -> dict:
         return x
     compiled = jax.jit(f).lower(x).compile()
     r = timed(lambda: compiled(x), warmup, iters)
-    return dict(r, op=name, launches=k, command_buffers=compiled.as_text().count("command_buffer"),
-                dispatch_us_per_launch=1e3 * r["dispatch_ms"] / k)
+    return dict(r, op=name, launches=k, dispatch_us_per_launch=1e3 * r["dispatch_ms"] / k)
 
 
 def leaves(n: int, warmup: int, iters: int) -> dict:
@@ -96,7 +84,7 @@ def train(out: str) -> dict:
     bench_train_step.main(["--models", "convfirst_tiny_ln", "--impl", "xla_native", "--bwd_impl", "xla_native",
                            "--framework_only", "--warmup", "3", "--iters", "10", "--out", out])
     row = json.loads(Path(out).read_text())["results"][0]
-    return {k: v for k, v in row.items() if k.endswith("_ms") or k in ("state_leaves", "command_buffers")}
+    return {k: v for k, v in row.items() if k.endswith("_ms") or k == "state_leaves"}
 
 
 def main():

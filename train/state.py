@@ -7,11 +7,11 @@ step, RNG) sits in one pytree, so sharding it (`jax.jit` in/out shardings), dona
 checkpointing it (orbax) are single explicit operations, and there is no per-step Python graph
 traversal. The model is rebuilt inside the step with `nnx.merge`.
 
-The model's parts are held as pure dicts of arrays (`nnx.State.to_pure_dict`), not as `nnx.State`s
+The model's parts are held as pure dicts of arrays (`nnx.to_pure_dict`), not as `nnx.State`s
 of Variable objects: a jitted call rebuilds every output leaf's pytree node in Python, and a Variable
 costs ~25 us to build where a dict entry costs nothing; with the ~1,450 leaves of a ConvFirst-T
-state (parameters, Adam moments, EMA) that was most of a training step's host time (run ZC,
-benchmarks/results/train_step_h200). `nnx.merge` takes the pure dicts as they are.
+state (parameters, Adam moments, EMA) that was most of a training step's host time (a host trace,
+`bench_train_step.py --host_trace`; run ZD, benchmarks/results/train_step_h200). `nnx.merge` takes the pure dicts as they are.
 """
 from __future__ import annotations
 
