@@ -161,3 +161,24 @@ def test_auto_order_without_a_cache_entry_prefers_measured_winners():
     params = random_params(convnext, 0)
     assert "multiple of 64" in CONVFIRST_BLOCK.why_unsupported("mosaic_mlp", x, params, "gpu", **convnext.static())
     assert "power of two" in CONVFIRST_BLOCK.why_unsupported("pallas_fused", x, params, "gpu", **convnext.static())
+
+
+def _per_pixel_reductions(impl):
+    """Reductions over channels in the compiled gradient program (the LayerNorm statistics and their
+    backward): forward and autodiff backward share the statistics only if XLA merged the two graphs."""
+    prob = cf(1, 6, 6, 64, 256, layer_norm=True)
+    x, params = _inputs(prob, BF16)
+
+    def loss(x, params):
+        return convfirst_block(x, params, impl=impl, bwd_impl="xla_native", **prob.static()).astype(jnp.float32).sum()
+
+    hlo = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(x, params).compile().as_text()
+    return sum(" reduce(" in line and "f32[1,6,6]" in line for line in hlo.splitlines())
+
+
+def test_xla_native_backward_reuses_the_forward_norm():
+    """mosaic_mlp computes t = norm(conv(x)) with the reference's own graph, so the recomputing
+    backward adds no second conv or norm: as many channel reductions as plain autodiff."""
+    plain = _per_pixel_reductions("xla_native")
+    assert plain >= 4  # two forward statistics and the norm's backward sums
+    assert _per_pixel_reductions("mosaic_mlp") == plain

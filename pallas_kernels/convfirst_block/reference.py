@@ -94,15 +94,24 @@ def dense(x, w, b, out_dtype=jnp.float32):
                       preferred_element_type=out_dtype) + b.astype(out_dtype)
 
 
-def convfirst_block_reference(x, p: ConvFirstParams, *, group_width: int, act: str = "silu",
-                              residual: bool = True, ln_eps: float = 1e-6, precise: bool = True):
-    dtype = x.dtype
-    mid = jnp.float32 if precise else dtype  # intermediates (see the module docstring)
+def conv_norm(x, p: ConvFirstParams, *, group_width: int, ln_eps: float = 1e-6, precise: bool = True):
+    """t = norm(gconv(x) + b_conv), the block's input to its MLP, in float32 (precise) or x.dtype.
+    Kernels that take t from XLA call this too: inside one jit XLA then merges their forward's t with
+    the one the autodiff backward ('xla_native') recomputes, instead of computing it twice."""
+    mid = jnp.float32 if precise else x.dtype  # intermediates (see the module docstring)
     t = grouped_conv(x, p.w_conv, group_width, out_dtype=mid)
     if p.b_conv is not None:
         t = t + p.b_conv.astype(mid)
     if p.ln_scale is not None:
         t = layer_norm(t.astype(jnp.float32), p.ln_scale, p.ln_bias, ln_eps).astype(mid)
+    return t
+
+
+def convfirst_block_reference(x, p: ConvFirstParams, *, group_width: int, act: str = "silu",
+                              residual: bool = True, ln_eps: float = 1e-6, precise: bool = True):
+    dtype = x.dtype
+    mid = jnp.float32 if precise else dtype
+    t = conv_norm(x, p, group_width=group_width, ln_eps=ln_eps, precise=precise)
     h = activation(act)(dense(t.astype(dtype), p.w_expand, p.b_expand, mid))
     y = dense(h.astype(dtype), p.w_project, p.b_project, mid)
     if residual:
