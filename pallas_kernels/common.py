@@ -92,6 +92,27 @@ def kernel_activation(name: str):
         raise ValueError(f"unknown activation {name!r}; valid: {', '.join(KERNEL_ACTIVATIONS)}") from None
 
 
+def _silu_and_grad(v):
+    s = 1.0 / (1.0 + jnp.exp(-v))
+    return v * s, s * (1.0 + v * (1.0 - s))
+
+
+def _gelu_tanh_and_grad(v):
+    k, c = 0.7978845608028654, 0.044715
+    th = jnp.tanh(k * (v + c * v * v * v))
+    return 0.5 * v * (1.0 + th), 0.5 * (1.0 + th) + 0.5 * v * (1.0 - th * th) * k * (1.0 + 3.0 * c * v * v)
+
+
+# act(v) and act'(v) written out: forward-mode autodiff of KERNEL_ACTIVATIONS emits integer powers
+# (1/x^2) that Mosaic GPU does not lower. None: the derivative is 1.
+KERNEL_ACTIVATION_GRADS = {
+    "silu": _silu_and_grad,
+    "gelu_tanh": _gelu_tanh_and_grad,
+    "relu": lambda v: (jnp.maximum(v, 0.0), jnp.where(v > 0.0, 1.0, 0.0)),
+    "none": lambda v: (v, None),
+}
+
+
 def store_rows(rows, valid, n_rows: int):
     """Row indices for a masked store: masked-off lanes point one past the last row.
 

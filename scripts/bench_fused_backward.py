@@ -27,28 +27,27 @@ from pallas_kernels import OPS  # noqa: E402
 from pallas_kernels.timing import Protocol, time_call  # noqa: E402
 
 
-def sweep_backward(problem, dtype, protocol: Protocol, n_configs: int) -> list[dict]:
-    """The fused backward alone under its first `n_configs` autotuner candidates (heuristic first)."""
-    from pallas_kernels.convfirst_block import configs
-    from pallas_kernels.convfirst_block.fused_bwd_triton import convfirst_fused_bwd
-
+def sweep_backward(problem, dtype, protocol: Protocol, n_configs: int, name: str) -> list[dict]:
+    """Backward implementation `name` alone under its first `n_configs` autotuner candidates."""
     params = problem.make_params(jax.random.key(1))
+    impl = OPS[problem.op].backwards[name]
     rows = []
-    for cfg in configs.bwd_candidates(problem.c, problem.hidden)[:n_configs]:
+    for cfg in impl.candidates(problem, params)[:n_configs]:
         def bwd(x, dy, cfg=cfg):
-            return convfirst_fused_bwd(x, params, dy, config=cfg, **problem.static())
+            return impl.fn(x, params, dy, config=cfg, **problem.static())
 
         def make(i):
             return problem.make_x(jax.random.key(10 + i), dtype), problem.make_x(jax.random.key(1000 + i), dtype)
 
         try:
             t = time_call(bwd, make, protocol=protocol)
-            row = dict(block=problem.label(), config=cfg.to_dict(), status="ok", bwd_ms=t.median_ms,
-                       kernels=[(name, ms) for name, ms in (t.per_kernel or ())])
+            row = dict(block=problem.label(), bwd_impl=name, config=cfg.to_dict(), status="ok", bwd_ms=t.median_ms,
+                       kernels=[(kname, ms) for kname, ms in (t.per_kernel or ())])
         except Exception as err:  # a config that fails to compile (registers, shared memory) is a result
-            row = dict(block=problem.label(), config=cfg.to_dict(), status=f"failed: {type(err).__name__}: {err}"[:300])
+            row = dict(block=problem.label(), bwd_impl=name, config=cfg.to_dict(),
+                       status=f"failed: {type(err).__name__}: {err}"[:300])
         rows.append(row)
-        print(f"  sweep {problem.label()} {cfg}: {row.get('bwd_ms', row['status'])}", flush=True)
+        print(f"  sweep {problem.label()} {name} {cfg}: {row.get('bwd_ms', row['status'])}", flush=True)
     return rows
 
 
@@ -62,7 +61,8 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--sweep", type=int, default=0,
-                   help="also time the fused backward alone under this many tile configs per block")
+                   help="also time a backward kernel alone under this many tile configs per block")
+    p.add_argument("--sweep_impl", default="pallas_fused", help="the backward implementation --sweep times")
     p.add_argument("--out", default="")
     args = p.parse_args(argv)
     dtype = compute_dtype(args.dtype)
@@ -80,10 +80,10 @@ def main(argv=None) -> int:
     sweep = []
     if args.sweep:
         for problem, _ in block_problems(model_spec(args.model), args.batch):
-            if OPS[problem.op].why_unsupported("pallas_fused", problem.make_x(jax.random.key(0), dtype),
+            if OPS[problem.op].why_unsupported(args.sweep_impl, problem.make_x(jax.random.key(0), dtype),
                                                problem.make_params(jax.random.key(1)), jax.default_backend(),
                                                bwd=True, **problem.static()) is None:
-                sweep += sweep_backward(problem, dtype, protocol, args.sweep)
+                sweep += sweep_backward(problem, dtype, protocol, args.sweep, args.sweep_impl)
     report = dict(environment(args.dtype), command="python " + " ".join(
         [sys.argv[0]] + (argv if argv is not None else sys.argv[1:])), batch=args.batch,
         protocol=protocol.describe(), rows=rows, sweep=sweep)

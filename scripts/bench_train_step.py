@@ -41,6 +41,7 @@ from convfirst.cost.host_trace import format_summary, trace_calls  # noqa: E402
 from convfirst.cost.kernel_breakdown import format_breakdown  # noqa: E402
 from convfirst.cost.kernel_phases import format_phases, phase_breakdown  # noqa: E402
 from convfirst.models import create_model, model_spec  # noqa: E402
+from convfirst.models.net import parse_impl  # noqa: E402
 from pallas_kernels.timing import Precompiled  # noqa: E402
 from train import optim, sharding  # noqa: E402
 from train.mixed_precision import get_policy  # noqa: E402
@@ -96,7 +97,8 @@ def time_steady(run_step, iters: int, repeats: int = 3) -> tuple[float, float]:
 
 def make_model(name, args, dtype):
     kwargs = {"resolution": args.resolution} if args.resolution else {}
-    model = create_model(name, rngs=nnx.Rngs(0), dtype=dtype, impl=args.impl, bwd_impl=args.bwd_impl, **kwargs)
+    model = create_model(name, rngs=nnx.Rngs(0), dtype=dtype, impl=parse_impl(args.impl),
+                         bwd_impl=parse_impl(args.bwd_impl), **kwargs)
     model.train()
     return model
 
@@ -219,8 +221,10 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--precision", default="bf16", choices=["f32", "bf16", "fp16"])
     p.add_argument("--resolution", type=int, default=0, help="0: the model's native resolution")
-    p.add_argument("--impl", default="auto", help="block-op implementation for both steps")
-    p.add_argument("--bwd_impl", default="auto", help="block-op backward implementation for both steps")
+    p.add_argument("--impl", default="auto",
+                   help="block-op implementation for both steps (convfirst.models.net.parse_impl: 'a+b' = a where it "
+                        "runs the block, else b)")
+    p.add_argument("--bwd_impl", default="auto", help="block-op backward implementation for both steps (as --impl)")
     p.add_argument("--framework_only", action="store_true",
                    help="time the framework step only (fused-backward comparisons; device peak memory is "
                         "then this step's alone)")

@@ -93,20 +93,23 @@ def _backward_inputs(prob, dtype):
     return x, params, dy
 
 
-def _fused_backward(prob):
-    from pallas_kernels.convfirst_block.fused_bwd_triton import convfirst_fused_bwd
-
-    return jax.jit(functools.partial(convfirst_fused_bwd, **prob.static()))
+def _backward(prob, name="pallas_fused"):
+    return jax.jit(functools.partial(OPS[prob.op].backwards[name].fn, **prob.static()))
 
 
-@pytest.mark.parametrize("prob,dtype", BACKWARD, ids=lambda v: v.label() if isinstance(v, BlockProblem)
-                         else jnp.dtype(v).name)
-def test_fused_backward_matches_reference(prob, dtype):
+# every registered backward kernel at every case it supports (mosaic_mlp: no erf GELU)
+BACKWARD_IMPLS = [(p, d, name) for p, d in BACKWARD for name in ("pallas_fused", "mosaic_mlp")
+                  if not (name == "mosaic_mlp" and p.act == "gelu")]
+
+
+@pytest.mark.parametrize("prob,dtype,name", BACKWARD_IMPLS, ids=lambda v: v.label() if isinstance(v, BlockProblem)
+                         else v if isinstance(v, str) else jnp.dtype(v).name)
+def test_backward_kernels_match_reference(prob, dtype, name):
     from kernel_checks import assert_grads_close, reference_grads
 
     x, params, dy = _backward_inputs(prob, dtype)
     ref = jax.block_until_ready(reference_grads(OPS[prob.op], prob, x, params, dy))
-    bwd = _fused_backward(prob)
+    bwd = _backward(prob, name)
     out = jax.eval_shape(bwd, x, params, dy)
     poison = [jnp.full(o.shape, jnp.nan, o.dtype) for o in jax.tree.leaves(out)]
     for p in jax.block_until_ready(poison):
@@ -118,7 +121,7 @@ def test_fused_backward_is_deterministic():
     """Partial sums are added in a fixed order: two runs give bit-identical gradients."""
     prob = BACKWARD[1][0]
     x, params, dy = _backward_inputs(prob, jnp.bfloat16)
-    bwd = _fused_backward(prob)
+    bwd = _backward(prob)
     first, second = bwd(x, params, dy), bwd(x, params, dy)
     for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(second)):
         assert bool(jnp.array_equal(a, b))

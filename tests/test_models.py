@@ -292,6 +292,19 @@ def test_bad_impl_is_a_clear_error(impl, match):
         create_model(name, impl=impl)
 
 
+def test_impl_text_syntax():
+    """Configs and command lines: a name, 'a+b' (tried in order), per op with '='."""
+    from convfirst.models.net import parse_impl
+
+    assert parse_impl("auto") == "auto"
+    assert parse_impl("mosaic_mlp+xla_native") == ("mosaic_mlp", "xla_native")
+    assert parse_impl("convfirst_block=mosaic_mlp+xla,mbconv_block=xla") == {
+        "convfirst_block": ("mosaic_mlp", "xla"), "mbconv_block": "xla"}
+    model = create_model("convfirst_pico", impl=parse_impl("pallas_fused+xla"), bwd_impl=parse_impl("mosaic_mlp+xla"))
+    assert {(b.impl, b.bwd_impl) for b in model.layers if hasattr(b, "bwd_impl")} == {
+        (("pallas_fused", "xla"), ("mosaic_mlp", "xla"))}
+
+
 def test_bwd_impl_is_chosen_separately_and_checked():
     model = create_model("convfirst_pico", impl="pallas_fused", bwd_impl="xla")
     blocks = [l for l in model.layers if hasattr(l, "bwd_impl")]
@@ -299,7 +312,7 @@ def test_bwd_impl_is_chosen_separately_and_checked():
     model.set_impl(bwd_impl="pallas_fused")
     assert {(b.impl, b.bwd_impl) for b in blocks} == {("pallas_fused", "pallas_fused")}
     with pytest.raises(ValueError, match=r"unknown backward implementation 'pallas_layerwise' for "
-                                         r"convfirst_block; valid: xla, xla_native, pallas_fused, auto"):
+                                         r"convfirst_block; valid: xla, xla_native, pallas_fused, mosaic_mlp, auto"):
         create_model("convfirst_pico", bwd_impl="pallas_layerwise")
     with pytest.raises(ValueError, match=r"unknown backward implementation 'pallas_fused' for mbconv_block"):
         create_model("mbconvnet_b0", bwd_impl={"mbconv_block": "pallas_fused"})

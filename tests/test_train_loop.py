@@ -202,23 +202,26 @@ def test_digits_demo_learns_and_eval_reproduces_it(tmp_path, digits_dir, capsys)
 
 def test_fused_and_xla_training_follow_the_same_loss_curve(tmp_path, digits_dir):
     """convfirst_pico_ln (LayerNorm: the fused kernels run training) on digits in bf16 from one seed:
-    fused forward + fused backward (Pallas, interpret mode here) against XLA forward + backward.
+    fused forward + fused backward (Pallas, interpret mode here), and the Mosaic MLP forward +
+    backward (its C=64 stage; C=32 falls back to xla), against XLA forward + backward.
     The curves agree within bf16 noise: the kernels round intermediates at other points than XLA,
     so losses differ by ~1e-3 per step and the difference grows slowly as the weights drift."""
     curves, grad_norms = {}, {}
-    for impl in ("xla", "pallas_fused"):
+    runs = {"xla": "xla", "pallas_fused": "pallas_fused", "mosaic_mlp": "mosaic_mlp+xla"}
+    for name, impl in runs.items():
         config = tiny_config(digits_dir, steps=12, **{"model.name": "convfirst_pico_ln", "model.impl": impl,
                                                       "model.bwd_impl": impl, "precision": "bf16",
                                                       "eval_every": 0, "ckpt_every": 12})
-        workdir = str(tmp_path / impl)
+        workdir = str(tmp_path / name)
         trainer.train(config, workdir)
         rows = metrics.read_metrics(workdir)
-        curves[impl] = np.array([r["loss"] for r in rows])
-        grad_norms[impl] = np.array([r["grad_norm"] for r in rows])
-    xla, fused = curves["xla"], curves["pallas_fused"]
-    assert len(xla) == len(fused) == 6 and np.isfinite(fused).all()
+        curves[name] = np.array([r["loss"] for r in rows])
+        grad_norms[name] = np.array([r["grad_norm"] for r in rows])
+    xla = curves["xla"]
     assert xla[-1] < xla[0]  # it trains
-    assert not np.array_equal(grad_norms["xla"], grad_norms["pallas_fused"])  # two code paths ran
-    # measured: losses within 6e-5 relative, gradient norms within 2e-3 over 12 steps
-    np.testing.assert_allclose(fused, xla, rtol=5e-4)
-    np.testing.assert_allclose(grad_norms["pallas_fused"], grad_norms["xla"], rtol=1e-2)
+    for name in ("pallas_fused", "mosaic_mlp"):
+        assert len(curves[name]) == len(xla) == 6 and np.isfinite(curves[name]).all()
+        assert not np.array_equal(grad_norms["xla"], grad_norms[name])  # two code paths ran
+        # measured (pallas_fused): losses within 6e-5 relative, gradient norms within 2e-3 over 12 steps
+        np.testing.assert_allclose(curves[name], xla, rtol=5e-4)
+        np.testing.assert_allclose(grad_norms[name], grad_norms["xla"], rtol=1e-2)

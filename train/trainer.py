@@ -73,15 +73,9 @@ def check_config(config) -> None:
         raise ValueError(f"eval_every={config.eval_every} must be a multiple of log_every={config.log_every}")
 
 
-def parse_impl(text: str):
-    """'auto' | 'xla' | 'convfirst_block=pallas_fused,mbconv_block=xla' -> create_model's impl."""
-    if "=" not in text:
-        return text
-    return dict(item.split("=", 1) for item in text.split(","))
-
-
 def build_model(config, num_classes: int, dtype) -> nnx.Module:
     from convfirst.models import create_model
+    from convfirst.models.net import parse_impl
     from train.remat import remat_blocks
 
     m = config.model

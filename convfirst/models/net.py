@@ -16,6 +16,17 @@ _MODULES = {specs.Conv: layers.ConvNormAct, specs.ConvFirstBlock: blocks.ConvFir
 _BLOCK_OPS = {specs.ConvFirstBlock: "convfirst_block", specs.MBConvBlock: "mbconv_block"}
 
 
+def parse_impl(text: str):
+    """The impl syntax of configs and command lines -> `resolve_impl`'s input: 'auto', a name,
+    'a+b' (a where it can run the block, else b) or per op 'convfirst_block=a+b,mbconv_block=xla'."""
+    def names(value: str):
+        return tuple(value.split("+")) if "+" in value else value
+
+    if "=" not in text:
+        return names(text)
+    return {op: names(value) for op, value in (item.split("=", 1) for item in text.split(","))}
+
+
 def resolve_impl(impl, ops=tuple(OPS), *, bwd: bool = False) -> dict:
     """{op name: impl} from one impl for all blocks or a dict per op (missing ops get 'auto').
 

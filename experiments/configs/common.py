@@ -27,7 +27,8 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.model = ml_collections.ConfigDict()
     c.model.name = "convfirst_pico"  # any name in `convfirst models`
-    c.model.impl = "auto"  # block-op implementation, or per op: "convfirst_block=pallas_fused,mbconv_block=xla"
+    # block-op implementation, "a+b" (a where it runs, else b), or per op: "convfirst_block=pallas_fused,mbconv_block=xla"
+    c.model.impl = "auto"
     c.model.bwd_impl = "auto"  # the backward's, chosen separately (same syntax): "xla", "pallas_fused", ...
     c.model.drop_path_rate = 0.0  # stochastic depth, linear over blocks
     c.model.remat = False  # recompute each block's activations in the backward pass

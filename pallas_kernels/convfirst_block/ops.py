@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from pallas_kernels.convfirst_block import configs, fused_bwd_triton, fused_triton, mlp_mosaic
+from pallas_kernels.convfirst_block import bwd_mosaic, configs, fused_bwd_triton, fused_triton, mlp_mosaic
 from pallas_kernels.convfirst_block.reference import ConvFirstParams, convfirst_block_reference
 from pallas_kernels.registry import AUTO, BlockOp, Implementation
 
@@ -28,6 +28,9 @@ CONVFIRST_BLOCK = BlockOp("convfirst_block", convfirst_block_reference, auto_ord
 CONVFIRST_BLOCK.register_bwd(Implementation(
     "pallas_fused", fused_bwd_triton.convfirst_fused_bwd, check=fused_bwd_triton.check, interpretable=True,
     config_cls=configs.BwdConfig, candidates=lambda prob, p: configs.bwd_candidates(prob.c, prob.hidden)))
+CONVFIRST_BLOCK.register_bwd(Implementation(
+    "mosaic_mlp", bwd_mosaic.convfirst_mosaic_mlp_bwd, check=bwd_mosaic.check, interpretable=True,
+    config_cls=bwd_mosaic.MosaicBwdConfig, candidates=lambda prob, p: bwd_mosaic.candidates(prob.c, prob.hidden)))
 CONVFIRST_BLOCK.register(Implementation(
     "pallas_fused", fused_triton.convfirst_fused, check=fused_triton.check, interpretable=True,
     config_cls=configs.FusedConfig,
