@@ -23,4 +23,4 @@ if [ "$part" != tests+blocks ]; then
   train convfirst_tiny_ln auto mosaic_mlp+xla_native 280 --breakdown
   train convfirst_tiny_ln auto auto 250
 fi
-} 2>&1 | filter | json_filter | tee "$out/run_zj_$part.log"
+} 2>&1 | filter | json_filter | tee "$out/run_zj_${part//+/_}.log"
