@@ -2,7 +2,7 @@
 # H200 run ZJ (session 9): the 'mosaic_mlp' backward (MLP input gradient in one Mosaic GPU kernel).
 # 1. its GPU correctness tests at convfirst_tiny_ln's stage shapes (outputs poisoned);
 # 2. block-level forward+backward per implementation pair and the kernel alone under its 3 configs;
-# 3. the training step (blocked and steady) with it against auto/auto (xla_native backward).
+# 3. the training step (blocked and steady): auto/auto (now the mosaic_mlp backward where it runs) and xla_native.
 # Usage (device machine, repo root): CONVFIRST_COMMIT=<sha> bash scripts/gpu_run_zj.sh $OUT [part]
 # part: tests+blocks (default: all), train
 set -u
@@ -20,7 +20,7 @@ if [ "$part" != train ]; then
     --out "$out/blocks_mosaic_bwd.json"
 fi
 if [ "$part" != tests+blocks ]; then
-  train convfirst_tiny_ln auto mosaic_mlp+xla_native 280 --breakdown
-  train convfirst_tiny_ln auto auto 250
+  train convfirst_tiny_ln auto auto 300 --breakdown  # 'auto' backward: mosaic_mlp where it runs (C <= 256)
+  train convfirst_tiny_ln xla_native xla_native 150
 fi
 } 2>&1 | filter | json_filter | tee "$out/run_zj_${part//+/_}.log"

@@ -144,7 +144,7 @@ def test_register_operand_is_gpu_only():
 
 def test_auto_order_without_a_cache_entry_prefers_measured_winners():
     """On a GPU without a tuning-cache entry: mosaic_mlp, the Triton fused kernel up to C=128,
-    xla_native, xla; the backward prefers autodiff in the compute dtype. A ConvNeXt-like C=96 block
+    xla_native, xla; the backward mosaic_mlp, then autodiff in the compute dtype. A ConvNeXt-like C=96 block
     skips both kernels with their reasons."""
     from pallas_kernels import AUTO, CONVFIRST_BLOCK
 
@@ -155,7 +155,7 @@ def test_auto_order_without_a_cache_entry_prefers_measured_winners():
         params = random_params(prob, 0)
         assert CONVFIRST_BLOCK.candidates(AUTO, x, params, "gpu", prob.static()) == (want, True)
         assert CONVFIRST_BLOCK.candidates(AUTO, x, params, "gpu", prob.static(), bwd=True) == (
-            ("xla_native", "xla"), True)
+            ("mosaic_mlp", "xla_native", "xla"), True)
     convnext = cf(1, 8, 8, 96, 384, kernel_size=7, group_width=1, act="gelu", layer_norm=True)
     x = jax.ShapeDtypeStruct(convnext.x_shape(), BF16)
     params = random_params(convnext, 0)

@@ -11,10 +11,12 @@ from pallas_kernels.registry import AUTO, BlockOp, Implementation
 # 256: it beat every other implementation at all three of convfirst_tiny's stage shapes on the H200),
 # the Triton fused kernel up to C=128 (3.2x / 1.7x over 'xla' on the H100 at 56x56x64 / 28x28x128,
 # slower at C=256), then xla_native (faster than 'xla' at every measured ConvFirst and ConvNeXt shape).
-# Each refusal is logged once per shape. The backward prefers autodiff in the compute dtype: the
-# xla_native training step of convfirst_tiny_ln (30.5 ms, H200) beat the fused backward's (54-57 ms,
-# H100) by far more than the two parts differ; bwd_impl='pallas_fused' still forces the fused one.
-# Measurements: benchmarks/results/mosaic_mlp, docs/kernels.md.
+# Each refusal is logged once per shape. The backward prefers mosaic_mlp (forward + backward of a
+# convfirst_tiny_ln block 1.22x / 1.08x / 1.13x faster than xla_native's at 56x56x64 / 28x28x128 /
+# 14x14x256 on the H200, run ZJ), then autodiff in the compute dtype: the xla_native training step
+# (30.5 ms, H200) beat the Triton fused backward's (54-57 ms, H100) by far more than the two parts
+# differ; bwd_impl='pallas_fused' still forces the Triton one.
+# Measurements: benchmarks/results/mosaic_mlp, benchmarks/results/fused_backward, docs/kernels.md.
 FUSED_PREFERRED_MAX_C = 128
 
 
@@ -24,7 +26,7 @@ def _auto_order(x, params, static) -> tuple[str, ...]:
 
 
 CONVFIRST_BLOCK = BlockOp("convfirst_block", convfirst_block_reference, auto_order=_auto_order,
-                          bwd_auto_order=lambda x, params, static: ("xla_native", "xla"))
+                          bwd_auto_order=lambda x, params, static: ("mosaic_mlp", "xla_native", "xla"))
 CONVFIRST_BLOCK.register_bwd(Implementation(
     "pallas_fused", fused_bwd_triton.convfirst_fused_bwd, check=fused_bwd_triton.check, interpretable=True,
     config_cls=configs.BwdConfig, candidates=lambda prob, p: configs.bwd_candidates(prob.c, prob.hidden)))
