@@ -96,7 +96,7 @@ def test_unknown_backward_names_list_the_valid_ones():
     prob = cf(1, 4, 4, 32, 128)
     x, params, _ = _inputs(prob, BF16)
     with pytest.raises(ValueError, match="unknown backward implementation 'fused'.*valid: xla, xla_native, "
-                                         "pallas_fused, auto"):
+                                         "pallas_fused, mosaic_mlp, auto"):
         convfirst_block(x, params, bwd_impl="fused", **prob.static())
     assert MBCONV_BLOCK.bwd_names == ("xla", "xla_native")
 
