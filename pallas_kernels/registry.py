@@ -13,7 +13,7 @@ and a dict of named implementations. Callers pass `impl=`:
 Forward and backward are chosen separately (`bwd_impl=`, same rules as `impl`, its own
 registered implementations): 'xla' differentiates the reference by recomputation inside a
 `jax.custom_vjp`, so every Pallas forward is trainable; a registered backward kernel (the
-ConvFirst block's 'pallas_fused') replaces it. Any forward pairs with any backward for ablations;
+ConvFirst block's 'pallas_fused' and 'mosaic_mlp') replaces it. Any forward pairs with any backward for ablations;
 xla with xla is plain autodiff.
 
 Two plain-XLA implementations exist in every op: 'xla' is the reference itself (f32 intermediates
