@@ -6,9 +6,10 @@ is scripts/bench_train_step.py --bwd_impl).
         --pairs xla/xla,pallas_fused/xla,pallas_fused/pallas_fused --out benchmarks/results/fused_backward/blocks.json
 
 Each row is `convfirst.benchmark.bench_block_train` (the same cells run through the experiment runner:
-`convfirst reproduce ablations`, group "training"); `--sweep N` adds the fused backward alone under
-its first N tile configs. Timing: pallas_kernels.timing (CUPTI kernel sum, warm-up, median, inputs
-and cotangents rotated past 4x L2). Synthetic inputs (benchmark only).
+`convfirst reproduce ablations`, group "training"); `--sweep N` adds a backward kernel alone
+(`--sweep_impl`, default pallas_fused) under its first N tile configs, the heuristic's first.
+Timing: pallas_kernels.timing (CUPTI kernel sum, warm-up, median, inputs and cotangents rotated
+past 4x L2). Synthetic inputs (benchmark only).
 """
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ def sweep_backward(problem, dtype, protocol: Protocol, n_configs: int, name: str
     """Backward implementation `name` alone under its first `n_configs` autotuner candidates."""
     params = problem.make_params(jax.random.key(1))
     impl = OPS[problem.op].backwards[name]
+    if impl.candidates is None:
+        raise SystemExit(f"--sweep_impl {name}: no config space; kernels with one: "
+                         + ", ".join(n for n, i in OPS[problem.op].backwards.items() if i.candidates))
     rows = []
     for cfg in impl.candidates(problem, params)[:n_configs]:
         def bwd(x, dy, cfg=cfg):

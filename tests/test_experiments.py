@@ -310,7 +310,7 @@ def test_fake_ablations_render_every_group(tmp_path):
     training = _csv(out / "ablations_training.csv")
     assert {r["requested_impl"] for r in training} == {
         f"{f}/{b}" for f in ("xla", "xla_native", "pallas_fused", "mosaic_mlp")
-        for b in ("xla", "xla_native", "pallas_fused")}
+        for b in ("xla", "xla_native", "pallas_fused", "mosaic_mlp")}
     fused = [r for r in training if r["requested_impl"] == "pallas_fused/pallas_fused"]
     assert fused and all(r["status"] == "ok" and float(r["speedup_vs_xla"]) > 1 for r in fused)
     impl = _csv(out / "ablations_impl.csv")

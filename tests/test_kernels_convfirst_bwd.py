@@ -111,6 +111,19 @@ def test_auto_backward_is_xla_on_cpu_and_falls_back_visibly():
     assert chosen.name == "xla"
 
 
+def test_auto_backward_of_an_xla_forward_is_its_own_autodiff():
+    """impl='xla_native' with bwd_impl='auto' stays a plain XLA baseline (no custom VJP, no kernel)
+    whatever 'auto' would pick for the backward on its own."""
+    prob = cf(1, 4, 4, 32, 128)
+    x, params, _ = _inputs(prob, BF16)
+    for impl in ("xla", "xla_native"):
+        jaxpr = str(jax.make_jaxpr(lambda a: convfirst_block(a, params, impl=impl, **prob.static()))(x))
+        assert "custom_vjp" not in jaxpr
+    jaxpr = str(jax.make_jaxpr(lambda a: convfirst_block(a, params, impl="xla_native", bwd_impl="xla",
+                                                         **prob.static()))(x))
+    assert "custom_vjp" in jaxpr  # a forced pairing still goes through the op's VJP
+
+
 @pytest.mark.parametrize("c,hidden,hw", [(64, 256, 56), (128, 512, 28), (256, 1024, 14)])
 def test_backward_lowers_for_h100(c, hidden, hw):
     """The heuristic config of every convfirst_tiny_ln stage the fused backward supports lowers."""

@@ -79,10 +79,11 @@ def test_autotuner_candidates_compile_and_match(prob, impl, index):
     check_impl(prob, impl, jnp.bfloat16, candidates[index])
 
 
-# The fused ConvFirst backward at convfirst_tiny_ln stage shapes (and one without LayerNorm, one fp16).
+# The backward kernels at convfirst_tiny_ln stage shapes (and one without LayerNorm, fp16 ones).
 BACKWARD = [(cf(56, 64, layer_norm=True), jnp.bfloat16), (cf(28, 128, layer_norm=True), jnp.bfloat16),
             (cf(14, 256, layer_norm=True), jnp.bfloat16), (cf(56, 64), jnp.bfloat16),
-            (cf(28, 128, layer_norm=True, act="gelu"), jnp.float16)]
+            (cf(28, 128, layer_norm=True, act="gelu"), jnp.float16),
+            (cf(28, 128, layer_norm=True, act="gelu_tanh"), jnp.float16)]
 
 
 def _backward_inputs(prob, dtype):
@@ -93,8 +94,8 @@ def _backward_inputs(prob, dtype):
     return x, params, dy
 
 
-def _backward(prob, name="pallas_fused"):
-    return jax.jit(functools.partial(OPS[prob.op].backwards[name].fn, **prob.static()))
+def _backward(prob, name="pallas_fused", config=None):
+    return jax.jit(functools.partial(OPS[prob.op].backwards[name].fn, config=config, **prob.static()))
 
 
 # every registered backward kernel at every case it supports (mosaic_mlp: no erf GELU)
@@ -117,11 +118,26 @@ def test_backward_kernels_match_reference(prob, dtype, name):
     assert_grads_close(bwd(x, params, dy), ref, prob, dtype)
 
 
-def test_fused_backward_is_deterministic():
-    """Partial sums are added in a fixed order: two runs give bit-identical gradients."""
+@pytest.mark.parametrize("prob", [p for p, _ in BACKWARD[:3]], ids=BlockProblem.label)
+def test_mosaic_backward_configs_match_reference(prob):
+    """Every config of mosaic_mlp's backward space (the run ZJ sweep timed them) at each stage shape."""
+    from kernel_checks import assert_grads_close, reference_grads
+
+    x, params, dy = _backward_inputs(prob, jnp.bfloat16)
+    ref = reference_grads(OPS[prob.op], prob, x, params, dy)
+    space = OPS[prob.op].backwards["mosaic_mlp"].candidates(prob, params)
+    assert space
+    for config in space:
+        assert_grads_close(_backward(prob, "mosaic_mlp", config)(x, params, dy), ref, prob, jnp.bfloat16)
+
+
+@pytest.mark.parametrize("name", ["pallas_fused", "mosaic_mlp"])
+def test_backward_kernels_are_deterministic(name):
+    """Partial sums are added in a fixed order (pallas_fused), weight gradients are cuBLAS GEMMs
+    (mosaic_mlp): two runs give bit-identical gradients."""
     prob = BACKWARD[1][0]
     x, params, dy = _backward_inputs(prob, jnp.bfloat16)
-    bwd = _backward(prob)
+    bwd = _backward(prob, name)
     first, second = bwd(x, params, dy), bwd(x, params, dy)
     for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(second)):
         assert bool(jnp.array_equal(a, b))

@@ -47,6 +47,8 @@ CASES = [  # 35, 70 and 81 pixels: a padded last tile; 2-4 hidden chunks, so the
 @pytest.mark.parametrize("prob,config,dtype", CASES, ids=[
     f"{p.label()}{'' if p.residual else '_nores'}_{jnp.dtype(d).name}" for p, _, d in CASES])
 def test_mosaic_backward_matches_reference_without_races(prob, config, dtype):
+    """The simulator runs wgmma synchronously: it sees thread and TMA hazards on shared memory (a
+    missing wait before a and dh are rewritten), not a missing wgmma wait (GPU tests only)."""
     x, params, dy = _inputs(prob, dtype)
     bwd = jax.jit(functools.partial(bwd_mosaic.convfirst_mosaic_mlp_bwd, config=config, **prob.static()))
     assert_grads_close(bwd(x, params, dy), reference_grads(CONVFIRST_BLOCK, prob, x, params, dy), prob, dtype)

@@ -300,6 +300,12 @@ def test_impl_text_syntax():
     assert parse_impl("mosaic_mlp+xla_native") == ("mosaic_mlp", "xla_native")
     assert parse_impl("convfirst_block=mosaic_mlp+xla,mbconv_block=xla") == {
         "convfirst_block": ("mosaic_mlp", "xla"), "mbconv_block": "xla"}
+    assert parse_impl(" mosaic_mlp + xla ") == ("mosaic_mlp", "xla")
+    for bad, match in (("convfirst_block=xla,", "no op= in ''"), ("convfirst_block=xla,convfirst_block=auto", "duplicate")):
+        with pytest.raises(ValueError, match=match):
+            parse_impl(bad)
+    with pytest.raises(ValueError, match="'auto' stands alone"):
+        create_model("convfirst_pico", impl=parse_impl("mosaic_mlp+auto"))
     model = create_model("convfirst_pico", impl=parse_impl("pallas_fused+xla"), bwd_impl=parse_impl("mosaic_mlp+xla"))
     assert {(b.impl, b.bwd_impl) for b in model.layers if hasattr(b, "bwd_impl")} == {
         (("pallas_fused", "xla"), ("mosaic_mlp", "xla"))}

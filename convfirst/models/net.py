@@ -20,11 +20,19 @@ def parse_impl(text: str):
     """The impl syntax of configs and command lines -> `resolve_impl`'s input: 'auto', a name,
     'a+b' (a where it can run the block, else b) or per op 'convfirst_block=a+b,mbconv_block=xla'."""
     def names(value: str):
-        return tuple(value.split("+")) if "+" in value else value
+        parts = tuple(v.strip() for v in value.split("+"))
+        return parts if len(parts) > 1 else parts[0]
 
     if "=" not in text:
         return names(text)
-    return {op: names(value) for op, value in (item.split("=", 1) for item in text.split(","))}
+    chosen = {}
+    for item in text.split(","):
+        op, sep, value = item.partition("=")
+        if not sep or op.strip() in chosen:
+            raise ValueError(f"bad impl {text!r}: {'duplicate' if sep else 'no op= in'} {item!r}; "
+                             "write 'convfirst_block=mosaic_mlp+xla,mbconv_block=xla' (one op=names per op)")
+        chosen[op.strip()] = names(value)
+    return chosen
 
 
 def resolve_impl(impl, ops=tuple(OPS), *, bwd: bool = False) -> dict:
@@ -48,6 +56,8 @@ def resolve_impl(impl, ops=tuple(OPS), *, bwd: bool = False) -> dict:
         valid = (OPS[op].bwd_names if bwd else OPS[op].names) + (AUTO,)
         if not names or any(not isinstance(n, str) or n not in valid for n in names):
             raise ValueError(f"unknown {what} {value!r} for {op}; valid: {', '.join(valid)}")
+        if len(names) > 1 and AUTO in names:
+            raise ValueError(f"{arg} {value!r} for {op}: 'auto' stands alone, not in a sequence of names")
         chosen[op] = value if isinstance(value, str) else names  # hashable: a static attribute
     return chosen
 

@@ -25,7 +25,7 @@ from experiments.configs.reproduce import experiment, group
 from train.config_utils import parse_arg
 
 IMPLS = ("xla", "xla_native", "pallas_fused", "mosaic_mlp", "pallas_layerwise")
-TRAIN_FWD, TRAIN_BWD = ("xla", "xla_native", "pallas_fused", "mosaic_mlp"), ("xla", "xla_native", "pallas_fused")
+TRAIN_FWD = TRAIN_BWD = ("xla", "xla_native", "pallas_fused", "mosaic_mlp")
 
 
 def get_config(arg=None):
