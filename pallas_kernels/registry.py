@@ -11,8 +11,8 @@ and a dict of named implementations. Callers pass `impl=`:
 - a tuple of names: tried in order, like tokamax's implementation sequence.
 
 Forward and backward are chosen separately (`bwd_impl=`, same rules as `impl`, its own
-registered implementations; 'auto' after a plain-XLA forward is that forward's autodiff, so an
-XLA baseline stays plain XLA): 'xla' differentiates the reference by recomputation inside a
+registered implementations; 'auto' after a forward named 'xla' or 'xla_native' is that forward's autodiff, so an
+XLA baseline stays plain XLA; after impl='auto' it is the backward's own choice): 'xla' differentiates the reference by recomputation inside a
 `jax.custom_vjp`, so every Pallas forward is trainable; a registered backward kernel (the
 ConvFirst block's 'pallas_fused' and 'mosaic_mlp') replaces it. Any forward pairs with any backward for ablations;
 xla with xla is plain autodiff.
@@ -170,7 +170,7 @@ class BlockOp:
     def __call__(self, x, params, *, impl=AUTO, bwd_impl=AUTO, config=None, bwd_config=None, **static):
         """Run the op. `static` holds hashable options (group_width, act, residual, ...)."""
         chosen = self.select(impl, x, params, **static)
-        if bwd_impl == AUTO and chosen.name in self.plain:  # an XLA forward keeps its own autodiff (baselines)
+        if bwd_impl == AUTO and impl != AUTO and chosen.name in self.plain:  # a named XLA forward: its autodiff
             bwd_impl = chosen.name
         backward = self.select(bwd_impl, x, params, bwd=True, **static)
         if chosen.name == backward.name and chosen.name in self.plain:

@@ -8,10 +8,10 @@
 - batch: img/s of whole models from batch 1 to 256;
 - tiles: every candidate tile config of the fused kernels on each block (the autotuner's search space);
 - training: forward + backward of ConvFirst-T-LN's blocks for every pairing of the forwards xla,
-  xla_native, pallas_fused, mosaic_mlp with the backwards xla, xla_native, pallas_fused (`impl` /
+  xla_native, pallas_fused, mosaic_mlp with the same four backwards (`impl` /
   `bwd_impl`; what fusion buys in training, against both XLA baselines).
 
-Run (H100 or H200; about 25 min in all, --time-limit splits it into commands that resume):
+Run (H100 or H200; about 30 min in all, --time-limit splits it into commands that resume):
 
     convfirst reproduce ablations --out benchmarks/results/ablations --time-limit 420
 
