@@ -33,6 +33,13 @@ def next_pow2(n: int) -> int:
     return 1 << max(0, (int(n) - 1).bit_length())
 
 
+def pixel_rows(a, multiple: int):
+    """(..., C) -> (pixels, C), zero rows appended up to a multiple of `multiple` (a kernel's row
+    tile); the caller slices the first pixels back out of the result."""
+    flat = a.reshape(-1, a.shape[-1])
+    return pad_axis(flat, 0, -(-flat.shape[0] // multiple) * multiple)
+
+
 def pad_axis(a, axis: int, size: int):
     """Zero-pad `a` along `axis` to `size` (weights only: cheap, done outside the kernels)."""
     extra = size - a.shape[axis]

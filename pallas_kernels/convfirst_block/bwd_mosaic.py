@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
 
-from pallas_kernels.common import KERNEL_ACTIVATION_GRADS, interpret_mode
+from pallas_kernels.common import KERNEL_ACTIVATION_GRADS, interpret_mode, pixel_rows
 from pallas_kernels.convfirst_block import mlp_mosaic
 from pallas_kernels.convfirst_block.mlp_mosaic import (INTERPRET_PARAMS, SMEM_ALIGNMENT, SMEM_BYTES, SWIZZLE,
                                                         plgpu)
@@ -173,9 +173,7 @@ def convfirst_mosaic_mlp_bwd(x, params: ConvFirstParams, dy, *, config: MosaicBw
     norm = lambda a, p: conv_norm(a, p, group_width=group_width, ln_eps=ln_eps, precise=False)  # noqa: E731
     t, norm_vjp = jax.vjp(norm, x, params)
     m = n * h * w
-    pad = -m % BLOCK_M
-    rows = lambda a: jnp.pad(a.reshape(m, -1), ((0, pad), (0, 0))) if pad else a.reshape(m, -1)  # noqa: E731
-    t2, dy2 = rows(t), rows(dy.astype(x.dtype))
+    t2, dy2 = pixel_rows(t, BLOCK_M), pixel_rows(dy.astype(x.dtype), BLOCK_M)
     grad_t, a, dh = mlp_bwd_mosaic(t2, dy2, params.w_expand, params.b_expand, params.w_project, act=act, config=cfg,
                                    interpret=INTERPRET_PARAMS() if interpret_mode() else None)
     # padded rows: t and dy are zero there, but a = act(b1) is not; dy = 0 keeps them out of dW2

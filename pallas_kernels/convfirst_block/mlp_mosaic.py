@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
 
-from pallas_kernels.common import dtype_reason, interpret_mode, kernel_activation
+from pallas_kernels.common import dtype_reason, interpret_mode, kernel_activation, pixel_rows
 from pallas_kernels.convfirst_block.reference import ConvFirstParams, conv_norm, grouped_conv
 from pallas_kernels.layers.configs import Serializable, ranked
 from pallas_kernels.registry import UnsupportedError
@@ -323,8 +323,8 @@ def convfirst_mosaic_mlp(x, params: ConvFirstParams, *, config: MosaicMLPConfig 
         params = params.with_conv_bias_folded()
     b_expand = params.b_expand
     m = n * h * w
-    pad = -m % (cfg.rows * cfg.cluster)  # a partial last cluster tile: pad rows (one extra copy; batch 128 needs none)
-    rows = lambda a: jnp.pad(a.reshape(m, c), ((0, pad), (0, 0))) if pad else a.reshape(m, c)  # noqa: E731
+    # a partial last cluster tile is padded (one extra copy; batch 128 needs none)
+    rows = lambda a: pixel_rows(a, cfg.rows * cfg.cluster)  # noqa: E731
     y = mlp_mosaic(rows(t), rows(x) if residual else None, params.w_expand, b_expand,
                    params.w_project, params.b_project, act=act, config=cfg,
                    interpret=INTERPRET_PARAMS() if interpret_mode() else None)
