@@ -11,11 +11,12 @@ and a dict of named implementations. Callers pass `impl=`:
 - a tuple of names: tried in order, like tokamax's implementation sequence.
 
 Forward and backward are chosen separately (`bwd_impl=`, same rules as `impl`, its own
-registered implementations; 'auto' after a forward named 'xla' or 'xla_native' is that forward's autodiff, so an
-XLA baseline stays plain XLA; after impl='auto' it is the backward's own choice): 'xla' differentiates the reference by recomputation inside a
-`jax.custom_vjp`, so every Pallas forward is trainable; a registered backward kernel (the
-ConvFirst block's 'pallas_fused' and 'mosaic_mlp') replaces it. Any forward pairs with any backward for ablations;
-xla with xla is plain autodiff.
+registered implementations; 'auto' after a forward named 'xla' or 'xla_native' is that forward's
+autodiff, so an XLA baseline stays plain XLA; after impl='auto' it is the backward's own choice):
+'xla' differentiates the reference by recomputation inside a `jax.custom_vjp`, so every Pallas
+forward is trainable; a registered backward kernel (the ConvFirst block's 'pallas_fused' and
+'mosaic_mlp') replaces it. Any forward pairs with any backward for ablations; xla with xla is
+plain autodiff.
 
 Two plain-XLA implementations exist in every op: 'xla' is the reference itself (f32 intermediates
 between XLA's kernels) and 'xla_native' the reference with `precise=False` (intermediates in the
