@@ -22,7 +22,10 @@ or ml_collections, which the GPU machine does not have.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
+import os
 import platform
 import statistics
 import sys
@@ -95,6 +98,27 @@ def time_steady(run_step, iters: int, repeats: int = 3) -> tuple[float, float]:
     return statistics.median(samples), statistics.median(dispatch)
 
 
+@contextlib.contextmanager
+def timing_turn(sync: str):
+    """--sync DIR:N: N processes started together compile in parallel (most of a run's time: 100-250 s
+    for a Mosaic step), wait until all N have compiled (XLA's autotuner runs kernels on the GPU while
+    compiling), then time one at a time under a file lock. Empty: no coordination."""
+    if not sync:
+        yield
+        return
+    folder, count = sync.rsplit(":", 1)
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    Path(folder, f"{os.getpid()}.compiled").touch()
+    deadline = time.monotonic() + 600
+    while len(list(Path(folder).glob("*.compiled"))) < int(count):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"--sync {sync}: fewer than {count} processes compiled within 600 s")
+        time.sleep(0.5)
+    with open(Path(folder, "lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def make_model(name, args, dtype):
     kwargs = {"resolution": args.resolution} if args.resolution else {}
     model = create_model(name, rngs=nnx.Rngs(0), dtype=dtype, impl=parse_impl(args.impl),
@@ -131,6 +155,12 @@ def bench_framework(name, args, images_u8, labels) -> tuple[list[float], dict]:
     batches = [{"image": jax.device_put(i, sharding.batch_sharding(mesh)),
                 "label": jax.device_put(l, sharding.batch_sharding(mesh))} for i, l in zip(images_u8, labels)]
     compiled = step.lower(state, batches[0]).compile()
+    with timing_turn(args.sync):
+        return time_framework(compiled, state, batches, name, args)
+
+
+def time_framework(compiled, state, batches, name, args) -> tuple[list[float], dict]:
+    """Blocked and steady step times, memory, and (on request) the kernel list and host trace."""
     holder = {"state": state, "i": 0}
 
     def run():
@@ -236,6 +266,9 @@ def main(argv=None) -> int:
     p.add_argument("--host_trace", default="", metavar="DIR",
                    help="trace three more framework steps with jax.profiler into DIR and total the host's events "
                         "per step by thread and kind (convfirst.cost.host_trace; JSON: host_trace)")
+    p.add_argument("--sync", default="", metavar="DIR:N",
+                   help="N processes of this script (one model each) on one GPU: compile in parallel, then time one "
+                        "at a time")
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--iters", type=int, default=50)
     p.add_argument("--num_batches", type=int, default=4, help="distinct device-resident batches, cycled")

@@ -38,12 +38,37 @@ def normalize(images: jax.Array, mean, std, dtype) -> jax.Array:
     return ((x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)).astype(dtype)
 
 
+def sample_beta(key: jax.Array, alpha: jax.Array, candidates: int = 16) -> jax.Array:
+    """One Beta(alpha, alpha) sample without a while loop (jax.random.beta rejection-samples in one).
+
+    A while loop in the step makes the GPU runtime copy its predicate to the host every iteration, so
+    the host waits for all queued work before it can launch the rest of the step and cannot run ahead.
+    Here each Gamma is Marsaglia-Tsang over a fixed number of candidates (first accepted wins; each is
+    accepted with probability > 0.95, so all 16 are rejected with probability < 1e-20) for shape
+    alpha + 1, boosted to alpha by U**(1/alpha); Beta = Ga / (Ga + Gb), in log space for tiny alpha.
+    """
+    def log_gamma(k):
+        k_norm, k_unif, k_boost = jax.random.split(k, 3)
+        d = alpha + 1.0 - 1.0 / 3.0
+        c = 1.0 / jnp.sqrt(9.0 * d)
+        x = jax.random.normal(k_norm, (candidates,))
+        v = (1.0 + c * x) ** 3
+        log_v = jnp.log(jnp.where(v > 0, v, 1.0))
+        u = jax.random.uniform(k_unif, (candidates,), minval=jnp.finfo(jnp.float32).tiny)
+        accepted = (v > 0) & (jnp.log(u) < 0.5 * x * x + d - d * v + d * log_v)
+        boost = jax.random.uniform(k_boost, minval=jnp.finfo(jnp.float32).tiny)
+        return jnp.log(d) + log_v[jnp.argmax(accepted)] + jnp.log(boost) / alpha
+
+    k_a, k_b = jax.random.split(key)
+    return jax.nn.sigmoid(log_gamma(k_a) - log_gamma(k_b))
+
+
 def mix(rng: jax.Array, images: jax.Array, targets: jax.Array, s: StepSettings) -> tuple[jax.Array, jax.Array]:
     """timm-style batch mixing: each batch is paired with its reverse; one lambda per batch."""
     k_apply, k_switch, k_lam, k_box = jax.random.split(rng, 4)
     use_cutmix = (s.cutmix_alpha > 0) & ((s.mixup_alpha <= 0) | (jax.random.uniform(k_switch) < s.switch_prob))
     alpha = jnp.where(use_cutmix, max(s.cutmix_alpha, 1e-6), max(s.mixup_alpha, 1e-6))
-    lam = jax.random.beta(k_lam, alpha, alpha)
+    lam = sample_beta(k_lam, alpha)
     lam = jnp.where(jax.random.uniform(k_apply) < s.mix_prob, lam, 1.0)
     flipped = images[::-1]
     # cutmix: a box covering (1 - lam) of the image, clipped at the border; lam becomes the kept area.
