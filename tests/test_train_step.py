@@ -9,7 +9,7 @@ from flax import nnx
 
 from train import optim
 from train.mixed_precision import DynamicLossScale, all_finite, get_policy
-from train.state import create_train_state
+from train.state import FlatParams, ParamLayout, create_train_state
 from train.step import StepSettings, make_eval_step, make_train_step, mix, normalize, sample_beta
 from train_helpers import Tiny
 
@@ -72,6 +72,48 @@ def test_bf16_policy_keeps_f32_params_stats_logits_and_loss():
     sums = jax.jit(make_eval_step(model_def, policy, SETTINGS))(new_state.params, new_state.batch_stats,
                                                                 new_state.rest, batch() | {"mask": jnp.ones(16)})
     assert float(sums["count"]) == 16 and 0 <= float(sums["correct"]) <= 16
+
+
+def test_param_layout_groups_by_weight_decay_and_round_trips():
+    params = nnx.to_pure_dict(nnx.state(Tiny(), nnx.Param))
+    layout = ParamLayout.of(params)
+    flat = layout.flatten(params)
+    leaves = jax.tree.leaves(params)
+    assert flat.decay.size == sum(x.size for x in leaves if x.ndim > 1) > 0
+    assert flat.no_decay.size == sum(x.size for x in leaves if x.ndim <= 1) > 0
+    jax.tree.map(np.testing.assert_array_equal, layout.unflatten(flat), params)
+    assert ParamLayout.of(params, flat=False).flatten(params) is params
+    with pytest.raises(ValueError, match="float32 master weights"):
+        ParamLayout.of(jax.tree.map(lambda x: x.astype(jnp.bfloat16), params))
+
+
+@pytest.mark.parametrize("name", ["adamw", "rmsprop", "sgd"])
+def test_flat_parameter_step_matches_the_per_parameter_step(name):
+    """Same parameters, EMA and gradient norm after two steps whether the optimizer sees FlatParams or
+    one leaf per parameter (weight decay on kernels only in both)."""
+    tx = optim.make_optimizer(name, 1e-2, weight_decay=0.1)
+    s = StepSettings(num_classes=5, mean=SETTINGS.mean, std=SETTINGS.std, ema_decay=0.9)
+    results = []
+    for flat in (True, False):
+        model_def, state = create_train_state(Tiny(), tx, ema=True, flat_params=flat)
+        assert isinstance(state.ema_params, FlatParams) == flat
+        step = jax.jit(make_train_step(model_def, tx, optax.constant_schedule(1e-2), get_policy("f32"), s))
+        state, _ = step(state, batch(0))
+        state, metrics = step(state, batch(1))
+        results.append((state.params, model_def.layout.unflatten(state.ema_params), metrics["grad_norm"]))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), *results)
+
+
+def test_lamb_refuses_flat_parameters():
+    """LAMB's trust ratio is per parameter: over FlatParams it would silently be per group."""
+    tx = optim.make_optimizer("lamb", 1e-2, weight_decay=0.1)
+    with pytest.raises(ValueError, match="not elementwise"):
+        create_train_state(Tiny(), tx)
+    model_def, state = create_train_state(Tiny(), tx, flat_params=False)
+    step = jax.jit(make_train_step(model_def, tx, optax.constant_schedule(1e-2), get_policy("f32"), SETTINGS))
+    new_state, metrics = step(state, batch())
+    assert np.isfinite(metrics["loss"]) and not np.array_equal(jax.tree.leaves(new_state.params)[0],
+                                                               jax.tree.leaves(state.params)[0])
 
 
 def test_fp16_loss_scaling_skips_overflowing_steps_and_adapts():

@@ -2,13 +2,16 @@
 
 Weight decay skips biases and norm scales (every parameter with ndim <= 1), as in the ConvNeXt and
 timm recipes. `mu_dtype='bfloat16'` stores the first moment (momentum) in bf16 to halve its memory;
-everything else in the optimizer state stays f32.
+everything else in the optimizer state stays f32. The elementwise optimizers run on FlatParams (two
+flat vectors, train.state), LAMB on one leaf per parameter (its trust ratio is per parameter).
 """
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 import optax
+
+from train.state import FlatParams
 
 OPTIMIZERS = ("adamw", "lamb", "sgd", "rmsprop")
 SCHEDULES = ("cosine", "exponential", "constant")
@@ -36,9 +39,24 @@ def make_schedule(name: str, *, lr: float, total_steps: int, warmup_steps: int =
     return optax.join_schedules([warmup, after], [warmup_steps])
 
 
+ELEMENTWISE = ("adamw", "sgd", "rmsprop")  # the update of an element depends on that element only
+
+
 def decay_mask(params):
     """True where weight decay applies: kernels (ndim > 1), not biases or norm scales/offsets."""
+    if isinstance(params, FlatParams):
+        return FlatParams(decay=True, no_decay=False)
     return jax.tree.map(lambda p: p.ndim > 1, params)
+
+
+def per_parameter_only(name: str) -> optax.GradientTransformation:
+    """Refuses FlatParams: the transformation after it needs one leaf per parameter."""
+    def init(params):
+        if isinstance(params, FlatParams):
+            raise ValueError(f"optimizer {name!r} is not elementwise (valid with flat parameters: "
+                             f"{', '.join(ELEMENTWISE)}): create the state with create_train_state(..., flat_params=False)")
+        return optax.EmptyState()
+    return optax.GradientTransformation(init, lambda updates, state, params=None: (updates, state))
 
 
 def make_optimizer(name: str, learning_rate: optax.ScalarOrSchedule, *, weight_decay: float = 0.0,
@@ -56,7 +74,7 @@ def make_optimizer(name: str, learning_rate: optax.ScalarOrSchedule, *, weight_d
     if name == "adamw":
         tx = optax.adamw(learning_rate, b1, b2, eps, weight_decay=weight_decay, mask=decay_mask, mu_dtype=mu)
     elif name == "lamb":
-        tx = optax.chain(optax.scale_by_adam(b1, b2, eps, mu_dtype=mu),
+        tx = optax.chain(per_parameter_only(name), optax.scale_by_adam(b1, b2, eps, mu_dtype=mu),
                          optax.add_decayed_weights(weight_decay, decay_mask),
                          optax.scale_by_trust_ratio(),
                          optax.scale_by_learning_rate(learning_rate))

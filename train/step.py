@@ -111,6 +111,8 @@ def make_train_step(model_def: ModelDef, tx: optax.GradientTransformation, sched
             images, targets = mix(rng, images, targets, s)
         grads, (loss, logits, batch_stats, rest) = jax.grad(loss_fn, has_aux=True)(
             state.params, state.batch_stats, state.rest, images, targets, state.loss_scale)
+        layout = model_def.layout  # the optimizer, gradient norm and EMA run on a few flat vectors
+        grads, old = layout.flatten(grads), layout.flatten(state.params)
         metrics = {}
         loss_scale = state.loss_scale
         if loss_scale is not None:
@@ -119,13 +121,14 @@ def make_train_step(model_def: ModelDef, tx: optax.GradientTransformation, sched
             loss_scale = loss_scale.update(finite)
             metrics.update(loss_scale=loss_scale.scale, skipped=(~finite).astype(jnp.float32))
         grad_norm = optax.tree.norm(grads)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        updates, opt_state = tx.update(grads, state.opt_state, old)
+        new = optax.apply_updates(old, updates)
         if loss_scale is not None:  # skip the whole step when fp16 gradients overflowed
             keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
-            params, opt_state, batch_stats = (keep(params, state.params), keep(opt_state, state.opt_state),
-                                              keep(batch_stats, state.batch_stats))
-        ema = ema_update(state.ema_params, params, s.ema_decay) if state.ema_params is not None else None
+            new, opt_state, batch_stats = (keep(new, old), keep(opt_state, state.opt_state),
+                                           keep(batch_stats, state.batch_stats))
+        ema = ema_update(state.ema_params, new, s.ema_decay) if state.ema_params is not None else None
+        params = layout.unflatten(new)
         metrics.update(loss=loss, accuracy=jnp.mean(jnp.argmax(logits, -1) == labels),
                        grad_norm=grad_norm, learning_rate=jnp.asarray(schedule(state.step), jnp.float32))
         new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, rest=rest,

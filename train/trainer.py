@@ -126,7 +126,7 @@ class Run:
         loss_scale = (DynamicLossScale.create(config.loss_scale.init, config.loss_scale.period)
                       if self.policy.loss_scaling else None)
         self.model_def, state = create_train_state(model, self.tx, seed=config.seed, ema=config.ema_decay > 0,
-                                                   loss_scale=loss_scale)
+                                                   loss_scale=loss_scale, flat_params=o.name in optim.ELEMENTWISE)
         self.state_sharding = jax.tree.map(lambda _: sharding.replicated(self.mesh), state)
         self.state = sharding.replicate(state, sharding.replicated(self.mesh))
         self.settings = step_settings(config, self.num_classes)
@@ -136,7 +136,8 @@ class Run:
     def evaluate(self, eval_fn, state, prefix: str = "val") -> dict:
         """Loss and accuracy over the whole eval split (and of the EMA weights when there are some)."""
         c, a = self.config, self.config.aug
-        weights = {prefix: state.params} | ({f"{prefix}_ema": state.ema_params} if state.ema_params is not None else {})
+        weights = {prefix: state.params} | ({f"{prefix}_ema": self.model_def.layout.unflatten(state.ema_params)}
+                                            if state.ema_params is not None else {})
         results = {}
         for name, params in weights.items():
             totals = {"loss": 0.0, "correct": 0.0, "count": 0.0}
