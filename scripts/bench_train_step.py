@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import gzip
 import json
 import os
 import platform
@@ -155,6 +156,10 @@ def bench_framework(name, args, images_u8, labels) -> tuple[list[float], dict]:
     batches = [{"image": jax.device_put(i, sharding.batch_sharding(mesh)),
                 "label": jax.device_put(l, sharding.batch_sharding(mesh))} for i, l in zip(images_u8, labels)]
     compiled = step.lower(state, batches[0]).compile()
+    if args.hlo:
+        path = Path(args.hlo) / f"{name}_{args.impl}_{args.bwd_impl}.hlo.txt.gz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(gzip.compress(compiled.as_text().encode()))
     with timing_turn(args.sync):
         return time_framework(compiled, state, batches, name, args)
 
@@ -266,6 +271,9 @@ def main(argv=None) -> int:
     p.add_argument("--host_trace", default="", metavar="DIR",
                    help="trace three more framework steps with jax.profiler into DIR and total the host's events "
                         "per step by thread and kind (convfirst.cost.host_trace; JSON: host_trace)")
+    p.add_argument("--hlo", default="", metavar="DIR",
+                   help="write the compiled step's optimized HLO to DIR/<model>_<impl>_<bwd_impl>.hlo.txt.gz: what "
+                        "each fusion in --breakdown's kernel list computes")
     p.add_argument("--sync", default="", metavar="DIR:N",
                    help="N processes of this script (one model each) on one GPU: compile in parallel, then time one "
                         "at a time")
