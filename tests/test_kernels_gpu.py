@@ -134,15 +134,15 @@ def test_mosaic_backward_configs_match_reference(prob):
 @pytest.mark.parametrize("name", ["pallas_fused", "mosaic_mlp"])
 def test_backward_kernels_are_deterministic(name):
     """Partial sums are added in a fixed order (pallas_fused), the MLP's weight gradients are cuBLAS
-    GEMMs over the kernel's a and dh (mosaic_mlp): two runs give bit-identical gradients. For
-    mosaic_mlp only the MLP's gradients are compared: dx and the conv's come from cuDNN, whose
-    algorithm XLA's autotuner picks."""
+    GEMMs over the kernel's a and dh, the LayerNorm's from per-tile partial sums (mosaic_mlp): two
+    runs give bit-identical gradients. For mosaic_mlp only the MLP's and the norm's gradients are
+    compared: dx and the conv weights' come from cuDNN, whose algorithm XLA's autotuner picks."""
     prob = BACKWARD[1][0]
     x, params, dy = _backward_inputs(prob, jnp.bfloat16)
     bwd = _backward(prob, name)
     first, second = bwd(x, params, dy), bwd(x, params, dy)
     if name == "mosaic_mlp":
-        mlp = ("w_expand", "b_expand", "w_project", "b_project")
+        mlp = ("w_expand", "b_expand", "w_project", "b_project", "b_conv", "ln_scale", "ln_bias")
         first, second = ([getattr(g[1], f) for f in mlp] for g in (first, second))
     for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(second)):
         assert bool(jnp.array_equal(a, b))

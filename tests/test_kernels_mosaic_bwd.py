@@ -10,12 +10,14 @@ import pytest
 
 from kernel_checks import assert_grads_close, normal, random_params, reference_grads, rounded, seed_of
 from pallas_kernels import CONVFIRST_BLOCK, UnsupportedError, convfirst_block
-from pallas_kernels.common import lower_for_h100
-from pallas_kernels.convfirst_block import bwd_mosaic
+from pallas_kernels.common import lower_for_h100, mismatch
+from pallas_kernels.convfirst_block import bwd_mosaic, ln_bwd_triton
 from pallas_kernels.convfirst_block.bwd_mosaic import MosaicBwdConfig
+from pallas_kernels.convfirst_block.reference import layer_norm
 from pallas_kernels.problems import BlockProblem
 
 BF16, F16 = jnp.bfloat16, jnp.float16
+F32 = jnp.float32
 
 
 def cf(batch, h, w, c, hidden, **kw) -> BlockProblem:
@@ -41,6 +43,7 @@ CASES = [  # 35, 70 and 81 pixels: a padded last tile; 2-4 hidden chunks, so the
     (cf(1, 9, 9, 128, 256, layer_norm=True, act="relu", residual=False), MosaicBwdConfig(64, 3), F16),
     (cf(2, 4, 4, 64, 192, kernel_size=5, group_width=16, act="none"), MosaicBwdConfig(64, 2), BF16),
     (cf(1, 4, 8, 256, 128, layer_norm=True), MosaicBwdConfig(64, 1), BF16),
+    (cf(1, 3, 5, 192, 384, layer_norm=True), None, BF16),  # C not a power of two: the norm by autodiff
 ]
 
 
@@ -79,7 +82,7 @@ def test_every_candidate_lowers_for_h100(s, c):
     for cfg in space:
         text = lower_for_h100(functools.partial(bwd_mosaic.convfirst_mosaic_mlp_bwd, config=cfg, **prob.static()),
                               x, params, x)
-        assert "mosaic_gpu" in text.lower()
+        assert "mosaic_gpu" in text.lower() and "layer_norm_bwd" in text
 
 
 def test_forced_on_what_it_cannot_run_says_why():
@@ -94,3 +97,30 @@ def test_forced_on_what_it_cannot_run_says_why():
         bwd_mosaic.convfirst_mosaic_mlp_bwd(x, params, dy, config=MosaicBwdConfig(64, 3), **prob.static())
     with pytest.raises(UnsupportedError, match="block_h=128"):
         bwd_mosaic.convfirst_mosaic_mlp_bwd(x, params, dy, config=MosaicBwdConfig(128, 1), **prob.static())
+
+
+@pytest.mark.parametrize("shape,dtype", [((1, 5, 7, 64), BF16), ((2, 9, 9, 128), F16), ((3, 256), BF16),
+                                         ((600, 16), BF16)], ids=str)
+def test_layer_norm_backward_kernel_matches_autodiff(shape, dtype):
+    """dz, d scale, d bias and the conv bias's gradient (sum of dz) against jax.vjp of the float32
+    LayerNorm, over rows that do not fill the last tile (35, 162 and 3 rows) and several tiles (600)."""
+    c = shape[-1]
+    seed = seed_of("ln_bwd", shape, jnp.dtype(dtype).name)
+    z = (2 * normal(seed, shape) + 0.5).astype(dtype)
+    dt = normal(seed + 1, shape).astype(dtype)
+    scale, bias = 1 + normal(seed + 2, (c,)), normal(seed + 3, (c,))
+    _, vjp = jax.vjp(lambda a, s, b: layer_norm(a, s, b, 1e-6), z.astype(F32), scale, bias)
+    dz, d_scale, d_bias = vjp(dt.astype(F32))
+    got = jax.jit(functools.partial(ln_bwd_triton.layer_norm_bwd, eps=1e-6))(z, dt, scale)
+    assert got[0].dtype == dtype and got[0].shape == shape
+    rows = z.size // c
+    for name, g, ref, depth in [("dz", got[0], dz, c), ("d_scale", got[1], d_scale, rows),
+                                ("d_bias", got[2], d_bias, rows), ("d_conv_bias", got[3], dz.sum(range(dz.ndim - 1)), rows)]:
+        wrong = mismatch(g, ref, dtype if name == "dz" else F32, depth)
+        assert wrong is None, f"{name}: {wrong}"
+
+
+def test_layer_norm_backward_kernel_refuses_other_widths():
+    z = jnp.ones((4, 96), BF16)
+    with pytest.raises(ValueError, match="power of two"):
+        ln_bwd_triton.layer_norm_bwd(z, z, jnp.ones((96,)), eps=1e-6)

@@ -7,7 +7,9 @@
         dh = da * act'(h);  a = act(h)            registers, f32
         dt += dh @ W1_e^T                         wgmma (W1's chunk, the one the expand GEMM used)
     dW1 = t^T dh, dW2 = a^T dy, db1, db2          XLA (cuBLAS GEMMs, column sums)
-    dx  = vjp(norm(gconv))(dt) [+ dy]             XLA (LayerNorm backward, cuDNN dgrad/wgrad)
+    dz  = LayerNorm backward(dt)                  one Pallas (Triton) kernel, ln_bwd_triton (C a power
+                                                  of two; else autodiff in XLA)
+    dx  = vjp(gconv)(dz) [+ dy]                   XLA (cuDNN dgrad/wgrad)
 
 Why: XLA's autodiff runs the MLP backward as five GEMMs and elementwise kernels around them that
 write and re-read the hidden pre-activation, its gradient and the activation (4C channels each);
@@ -26,10 +28,10 @@ from jax import lax
 from jax.experimental import pallas as pl
 
 from pallas_kernels.common import KERNEL_ACTIVATION_GRADS, interpret_mode, pixel_rows
-from pallas_kernels.convfirst_block import mlp_mosaic
+from pallas_kernels.convfirst_block import ln_bwd_triton, mlp_mosaic
 from pallas_kernels.convfirst_block.mlp_mosaic import (INTERPRET_PARAMS, SMEM_ALIGNMENT, SMEM_BYTES, SWIZZLE,
                                                         plgpu)
-from pallas_kernels.convfirst_block.reference import ConvFirstParams, conv_norm
+from pallas_kernels.convfirst_block.reference import ConvFirstParams, conv_norm, grouped_conv, layer_norm
 from pallas_kernels.layers.configs import Serializable, ranked
 from pallas_kernels.registry import UnsupportedError
 
@@ -159,6 +161,26 @@ def mlp_bwd_mosaic(t, dy, w1, b1, w2, *, act: str, config: MosaicBwdConfig, inte
     return kernel(t, dy, w1.astype(dt), b1.astype(jnp.float32).reshape(-1, bh), w2.astype(dt))
 
 
+def _conv_layer_norm_vjp(x, params: ConvFirstParams, *, group_width: int, ln_eps: float):
+    """(t, vjp) of `conv_norm(precise=False)` with a LayerNorm: the same forward graph (XLA merges it
+    with the forward's), the norm's backward in one Pallas kernel (ln_bwd_triton), the conv's by
+    autodiff (cuDNN dgrad and wgrad)."""
+    dtype = x.dtype
+    z, conv_vjp = jax.vjp(lambda a, wc: grouped_conv(a, wc, group_width, out_dtype=dtype), x, params.w_conv)
+    if params.b_conv is not None:
+        z = z + params.b_conv.astype(dtype)
+    t = layer_norm(z.astype(jnp.float32), params.ln_scale, params.ln_bias, ln_eps).astype(dtype)
+
+    def vjp(grad_t):
+        dz, d_scale, d_bias, d_bconv = ln_bwd_triton.layer_norm_bwd(z, grad_t, params.ln_scale, eps=ln_eps)
+        dx, d_wconv = conv_vjp(dz)
+        grads = jax.tree.map(jnp.zeros_like, params)._replace(  # the MLP's: the caller's
+            w_conv=d_wconv, b_conv=None if params.b_conv is None else d_bconv, ln_scale=d_scale, ln_bias=d_bias)
+        return dx, jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params)
+
+    return t, vjp
+
+
 def convfirst_mosaic_mlp_bwd(x, params: ConvFirstParams, dy, *, config: MosaicBwdConfig | None = None,
                              group_width: int, act: str = "silu", residual: bool = True, ln_eps: float = 1e-6):
     """The 'mosaic_mlp' backward implementation of `convfirst_block`: (dx, d params)."""
@@ -170,8 +192,11 @@ def convfirst_mosaic_mlp_bwd(x, params: ConvFirstParams, dy, *, config: MosaicBw
     if (reason := _config_reason(cfg, c, hidden)) is not None:
         raise UnsupportedError(f"mosaic_mlp backward config {cfg}: {reason}")
     f32 = jnp.float32
-    norm = lambda a, p: conv_norm(a, p, group_width=group_width, ln_eps=ln_eps, precise=False)  # noqa: E731
-    t, norm_vjp = jax.vjp(norm, x, params)
+    if params.ln_scale is not None and ln_bwd_triton.reason(c) is None:
+        t, norm_vjp = _conv_layer_norm_vjp(x, params, group_width=group_width, ln_eps=ln_eps)
+    else:
+        norm = lambda a, p: conv_norm(a, p, group_width=group_width, ln_eps=ln_eps, precise=False)  # noqa: E731
+        t, norm_vjp = jax.vjp(norm, x, params)
     m = n * h * w
     t2, dy2 = pixel_rows(t, BLOCK_M), pixel_rows(dy.astype(x.dtype), BLOCK_M)
     grad_t, a, dh = mlp_bwd_mosaic(t2, dy2, params.w_expand, params.b_expand, params.w_project, act=act, config=cfg,

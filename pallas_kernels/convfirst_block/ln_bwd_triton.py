@@ -1,0 +1,79 @@
+"""Backward of the per-pixel LayerNorm in one Pallas (Triton backend) kernel: the norm step of the
+'mosaic_mlp' backward.
+
+    t  = LN(z) * s + b,  z = gconv(x) + b_conv        (forward, z and t in x.dtype, statistics in f32)
+    dz = rstd * (g - mean_c(g) - zhat * mean_c(g * zhat)),  g = dt * s
+    ds = sum_p dt * zhat,  db = sum_p dt,  db_conv = sum_p dz
+
+One program per tile of pixel rows reads z and dt once, recomputes the row statistics in float32,
+writes dz and one partial column sum per tile for ds, db and db_conv (added by XLA in a fixed
+order: deterministic). Why: XLA's autodiff of the same graph ran as 5-7 kernels per block that
+recompute the statistics three times and write the float32 product dt * zhat to HBM before reducing
+it (convfirst_tiny_ln step, H200, run ZP: ~60 us per 14x14x256 block, 2-3x the traffic of one pass).
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as pltriton
+
+from pallas_kernels.common import interpret_mode, is_pow2, pixel_rows
+
+TILE_ELEMENTS = 8192  # z and dt tiles of 16 KiB each in 16-bit: rows = TILE_ELEMENTS // C
+
+
+def reason(c: int) -> str | None:
+    """None when the kernel runs C channels (Triton blocks need a power of two), else why not."""
+    if not is_pow2(c) or c < 16:
+        return f"C={c} must be a power of two >= 16 (Triton block shape)"
+    return None
+
+
+def block_rows(c: int) -> int:
+    return max(16, TILE_ELEMENTS // c)
+
+
+def _kernel(z_ref, dt_ref, s_ref, dz_ref, ds_ref, db_ref, dbc_ref, *, c: int, eps: float):
+    f32 = jnp.float32
+    z, dt = z_ref[...].astype(f32), dt_ref[...].astype(f32)
+    mean = z.sum(axis=1) / c
+    centered = z - mean[:, None]
+    rstd = jax.lax.rsqrt((centered * centered).sum(axis=1) / c + eps)
+    zhat = centered * rstd[:, None]
+    g = dt * s_ref[...][None, :]
+    dz = rstd[:, None] * (g - g.sum(axis=1)[:, None] / c - zhat * ((g * zhat).sum(axis=1) / c)[:, None])
+    dz_ref[...] = dz.astype(dz_ref.dtype)
+    ds_ref[...] = (dt * zhat).sum(axis=0)
+    db_ref[...] = dt.sum(axis=0)
+    dbc_ref[...] = dz.sum(axis=0)
+
+
+def layer_norm_bwd(z, dt, scale, *, eps: float, rows: int | None = None, num_warps: int = 4):
+    """(dz in z.dtype, ds, db, db_conv in float32) for z, dt of shape (..., C); see the module docstring.
+    `rows` per tile (a power of two; default `block_rows(C)`). Rows are zero-padded to a whole tile
+    where needed: a padded row has dt = 0 and adds nothing."""
+    c = z.shape[-1]
+    bm = rows or block_rows(c)
+    if (why := reason(c)) is not None or not is_pow2(bm):
+        raise ValueError(f"layer_norm_bwd: {why or f'rows={bm} must be a power of two'}")
+    m = z.size // c
+    z2, dt2 = pixel_rows(z, bm), pixel_rows(dt.astype(z.dtype), bm)
+    tiles = z2.shape[0] // bm
+    tile, vec = pl.BlockSpec((bm, c), lambda i: (i, 0)), pl.BlockSpec((None, c), lambda i: (i, 0))
+    f32 = jnp.float32
+    dz, ds, db, dbc = pl.pallas_call(
+        functools.partial(_kernel, c=c, eps=eps),
+        out_shape=(jax.ShapeDtypeStruct(z2.shape, z.dtype),) + (jax.ShapeDtypeStruct((tiles, c), f32),) * 3,
+        grid=(tiles,),
+        in_specs=[tile, tile, pl.BlockSpec((c,), lambda i: (0,))],
+        out_specs=(tile, vec, vec, vec),
+        compiler_params=pltriton.CompilerParams(num_warps=num_warps, num_stages=1),
+        cost_estimate=pl.CostEstimate(flops=12 * z2.size, transcendentals=tiles * bm,
+                                      bytes_accessed=3 * z2.size * z.dtype.itemsize),
+        interpret=interpret_mode(),
+        name=f"layer_norm_bwd_c{c}",
+    )(z2, dt2, scale.astype(f32))
+    return dz[:m].reshape(z.shape), ds.sum(0), db.sum(0), dbc.sum(0)
