@@ -61,5 +61,6 @@ for s, c in [(56, 64), (28, 128), (14, 256), (7, 512)]:
             print(f"  rows {bm:3d} warps {warps}: {k.median_ms * 1e3:.1f} us{' WRONG ' + str(wrong) if wrong else ''}",
                   flush=True)
     rows_out.append(row)
-json.dump({"device": jax.devices()[0].device_kind, "batch": args.batch, "dtype": "bfloat16",
-           "protocol": Protocol(warmup=2, iterations=args.iterations).describe(), "rows": rows_out}, open(args.out, "w"), indent=1)
+    json.dump({"device": jax.devices()[0].device_kind, "batch": args.batch, "dtype": "bfloat16",
+               "protocol": Protocol(warmup=2, iterations=args.iterations).describe(), "rows": rows_out},
+              open(args.out, "w"), indent=1)  # after every shape: a cut run keeps what it measured
