@@ -84,6 +84,17 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path):
     ckpt.close()
 
 
+def test_checkpoints_of_another_train_state_refuse_to_restore(tmp_path):
+    """Starting over would save over and rotate out finished work: say why and what to do instead."""
+    import jax.numpy as jnp
+
+    ckpt = checkpoint.Checkpointer(tmp_path, keep=3)
+    ckpt.save(3, {"w": jnp.arange(6.0), "opt": {"mu": jnp.zeros(6)}}, {"train_iterator": {"next_index": 3}})
+    ckpt.close()
+    with pytest.raises(RuntimeError, match="(?s)none of the checkpoints \\[3\\].*use a new workdir"):
+        checkpoint.Checkpointer(tmp_path).restore({"w": jnp.arange(6.0), "opt": {"decay": jnp.zeros(4)}})
+
+
 def test_non_finite_training_stops_and_keeps_the_last_good_checkpoint(tmp_path, digits_dir, tiny_model):
     # lr x1e40 from step 5 on: step 4 is checkpointed, then the weights blow up
     config = tiny_config(digits_dir, **{"schedule.name": "exponential", "schedule.decay_epochs": 4 / 44,

@@ -55,6 +55,7 @@ class Checkpointer:
                                     f"available: {self.all_steps() or 'none'}")
         saveable = to_saveable(template)
         target = jax.tree.map(ocp.utils.to_shape_dtype_struct, saveable)
+        error = None
         for s in steps:
             try:
                 restored = self.manager.restore(s, args=ocp.args.Composite(
@@ -64,8 +65,15 @@ class Checkpointer:
                     raise
                 log.warning("checkpoint %d in %s cannot be restored (%s: %s); trying an older one",
                             s, self.directory, type(e).__name__, e)
+                error = e
                 continue
             return from_saveable(restored.state, template), dict(restored.data), s
+        if error is not None:  # starting over would save over (and rotate out) finished work
+            raise RuntimeError(
+                f"none of the checkpoints {steps[::-1]} in {self.directory} restores into this run's train state "
+                f"(last error: {type(error).__name__}: {str(error)[:300]}). Checkpoints of another model or "
+                "optimizer, or of an older train-state layout (before the optimizer's flat parameters), do not "
+                "restore: use a new workdir, or move these checkpoints away to start over.") from error
         return None
 
     def wait(self) -> None:
