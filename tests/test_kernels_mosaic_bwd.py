@@ -6,6 +6,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from kernel_checks import assert_grads_close, normal, random_params, reference_grads, rounded, seed_of
@@ -13,7 +14,7 @@ from pallas_kernels import CONVFIRST_BLOCK, UnsupportedError, convfirst_block
 from pallas_kernels.common import lower_for_h100, mismatch
 from pallas_kernels.convfirst_block import bwd_mosaic, ln_bwd_triton
 from pallas_kernels.convfirst_block.bwd_mosaic import MosaicBwdConfig
-from pallas_kernels.convfirst_block.reference import layer_norm
+from pallas_kernels.convfirst_block.reference import conv_norm, layer_norm
 from pallas_kernels.problems import BlockProblem
 
 BF16, F16 = jnp.bfloat16, jnp.float16
@@ -124,3 +125,28 @@ def test_layer_norm_backward_kernel_refuses_other_widths():
     z = jnp.ones((4, 96), BF16)
     with pytest.raises(ValueError, match="power of two"):
         ln_bwd_triton.layer_norm_bwd(z, z, jnp.ones((96,)), eps=1e-6)
+
+
+@pytest.mark.parametrize("conv_bias", [True, False])
+def test_conv_layer_norm_vjp_matches_autodiff_of_conv_norm(conv_bias):
+    """The mosaic_mlp backward's norm step against jax.vjp of the graph it replaces (with and without a
+    conv bias, as models build it): the same t, dx and parameter gradients; the conv bias's gradient
+    closer to float32 (summed before rounding dz, where autodiff sums the rounded dz)."""
+    prob = cf(2, 5, 6, 64, 256, layer_norm=True)
+    x, params, _ = _inputs(prob, BF16)
+    if not conv_bias:
+        params = params._replace(b_conv=None)
+    dt = normal(seed_of("ln_vjp", conv_bias), prob.x_shape()).astype(BF16)
+    norm = functools.partial(conv_norm, group_width=prob.group_width, precise=False)
+    t_ref, vjp_ref = jax.vjp(norm, x, params)
+    t, vjp = bwd_mosaic._conv_layer_norm_vjp(x, params, group_width=prob.group_width, ln_eps=1e-6)
+    np.testing.assert_array_equal(t, t_ref)
+    (dx, grads), (dx_ref, grads_ref) = vjp(dt), vjp_ref(dt)
+    assert jax.tree.structure(grads) == jax.tree.structure(grads_ref)
+    np.testing.assert_allclose(np.asarray(dx, np.float32), np.asarray(dx_ref, np.float32), rtol=1e-2, atol=1e-2)
+    for name in ("w_conv", "ln_scale", "ln_bias"):
+        np.testing.assert_allclose(getattr(grads, name), getattr(grads_ref, name), rtol=1e-4, atol=1e-4, err_msg=name)
+    if conv_bias:
+        exact = jax.vjp(lambda z: layer_norm(z, params.ln_scale, params.ln_bias, 1e-6),
+                        jax.vjp(norm, x, params._replace(ln_scale=None))[0].astype(F32))[1](dt.astype(F32))[0]
+        assert mismatch(grads.b_conv, exact.sum((0, 1, 2)), F32, 60) is None

@@ -35,7 +35,7 @@ def final_params(workdir, config):
 
 
 def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, digits_dir, tiny_model):
-    config = tiny_config(digits_dir)
+    config = tiny_config(digits_dir, ema_decay=0.9)  # the EMA (flat optimizer layout) resumes and evaluates too
     trainer.train(config, tmp_path / "whole")
     # interrupted after step 4 (its checkpoint), having logged step 6 before dying, and a save of step 8
     # cut short (orbax's temporary directory)
@@ -52,7 +52,8 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, digits_dir, 
 
     whole, parts = records(tmp_path / "whole"), records(tmp_path / "parts")
     assert [r["step"] for r in whole] == [2, 4, 6, 8]
-    assert "val_accuracy" in whole[1] and "val_accuracy" in whole[3]
+    assert all(k in whole[i] for i in (1, 3) for k in ("val_accuracy", "val_ema_accuracy"))
+    assert whole[3]["val_ema_loss"] != whole[3]["val_loss"]
     assert parts == whole  # exact: same data order, augmentation, dropout, BatchNorm statistics
     s1, p1 = final_params(tmp_path / "whole", config)
     s2, p2 = final_params(tmp_path / "parts", config)

@@ -120,12 +120,13 @@ def test_fp16_loss_scaling_skips_overflowing_steps_and_adapts():
     policy = get_policy("fp16")
     assert policy.loss_scaling and not get_policy("bf16").loss_scaling
     tx = optim.make_optimizer("sgd", 0.1)
-    model_def, state = create_train_state(Tiny(dtype=policy.compute_dtype), tx,
+    model_def, state = create_train_state(Tiny(dtype=policy.compute_dtype), tx, ema=True,
                                           loss_scale=DynamicLossScale.create(2.0 ** 120, period=2))
     step = jax.jit(make_train_step(model_def, tx, optax.constant_schedule(0.1), policy, SETTINGS))
     new_state, metrics = step(state, batch())  # 2**120 overflows fp16/f32 gradients
     assert float(metrics["skipped"]) == 1 and float(new_state.loss_scale.scale) == 2.0 ** 119
-    for a, b in zip(jax.tree.leaves(new_state.params), jax.tree.leaves(state.params)):
+    kept = lambda s: jax.tree.leaves((s.params, s.opt_state, s.ema_params))  # noqa: E731
+    for a, b in zip(kept(new_state), kept(state), strict=True):
         np.testing.assert_array_equal(a, b)
     ok = state.replace(loss_scale=DynamicLossScale.create(8.0, period=2))
     s1, m1 = step(ok, batch(1))

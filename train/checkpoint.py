@@ -3,7 +3,8 @@
 Orbax writes each step into a temporary directory and renames it when complete, so a process killed
 during a save leaves only an ignored `*.orbax-checkpoint-tmp-*` directory and the previous checkpoint
 intact. Restoring walks back from the newest step until one restores, so a damaged newest checkpoint
-costs one interval, not the run. Typed PRNG keys (the model's RNG streams) are stored as raw key data.
+costs one interval, not the run; when none restores (another model, optimizer or state layout) it
+stops with the reason instead of starting over. Typed PRNG keys (the model's RNG streams) are stored as raw key data.
 """
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ class Checkpointer:
 
     def restore(self, template, step: int | None = None):
         """(state, position, step) from `step`, or from the newest checkpoint that restores; None when
-        there is none. `template` is a train state with the target shapes, dtypes and shardings."""
+        there is none; RuntimeError when there are some and none restores into `template` (a train state
+        with the target shapes, dtypes and shardings)."""
         self.manager.wait_until_finished()
         steps = [step] if step is not None else self.all_steps()[::-1]
         if step is not None and step not in self.all_steps():

@@ -49,14 +49,14 @@ def decay_mask(params):
     return jax.tree.map(lambda p: p.ndim > 1, params)
 
 
-def per_parameter_only(name: str) -> optax.GradientTransformation:
-    """Refuses FlatParams: the transformation after it needs one leaf per parameter."""
+def per_parameter_only(name: str, tx: optax.GradientTransformation) -> optax.GradientTransformation:
+    """`tx`, refusing FlatParams at init: its update needs one leaf per parameter (same state as tx)."""
     def init(params):
         if isinstance(params, FlatParams):
             raise ValueError(f"optimizer {name!r} is not elementwise (valid with flat parameters: "
                              f"{', '.join(ELEMENTWISE)}): create the state with create_train_state(..., flat_params=False)")
-        return optax.EmptyState()
-    return optax.GradientTransformation(init, lambda updates, state, params=None: (updates, state))
+        return tx.init(params)
+    return optax.GradientTransformation(init, tx.update)
 
 
 def make_optimizer(name: str, learning_rate: optax.ScalarOrSchedule, *, weight_decay: float = 0.0,
@@ -74,10 +74,10 @@ def make_optimizer(name: str, learning_rate: optax.ScalarOrSchedule, *, weight_d
     if name == "adamw":
         tx = optax.adamw(learning_rate, b1, b2, eps, weight_decay=weight_decay, mask=decay_mask, mu_dtype=mu)
     elif name == "lamb":
-        tx = optax.chain(per_parameter_only(name), optax.scale_by_adam(b1, b2, eps, mu_dtype=mu),
-                         optax.add_decayed_weights(weight_decay, decay_mask),
-                         optax.scale_by_trust_ratio(),
-                         optax.scale_by_learning_rate(learning_rate))
+        tx = per_parameter_only(name, optax.chain(optax.scale_by_adam(b1, b2, eps, mu_dtype=mu),
+                                                  optax.add_decayed_weights(weight_decay, decay_mask),
+                                                  optax.scale_by_trust_ratio(),
+                                                  optax.scale_by_learning_rate(learning_rate)))
     elif name == "sgd":
         tx = optax.chain(optax.add_decayed_weights(weight_decay, decay_mask),
                          optax.sgd(learning_rate, momentum or None, nesterov, accumulator_dtype=mu))
