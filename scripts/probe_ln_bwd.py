@@ -56,7 +56,8 @@ for s, c in [(56, 64), (28, 128), (14, 256), (7, 512)]:
             fn = functools.partial(ln_bwd_triton.layer_norm_bwd, eps=EPS, rows=bm, num_warps=warps)
             got = jax.jit(lambda z, dt, s, b, fn=fn: fn(z, dt, s))(z, dt, scale, bias)
             wrong = [m for g, r, d in zip(got, ref, (BF16, F32, F32, BF16)) if (m := mismatch(g, r, d, c))]
-            k = time_call(lambda z, dt, s, b, fn=fn: fn(z, dt, s), make_args, protocol=Protocol(warmup=2, iterations=args.iterations))
+            k = time_call(lambda z, dt, s, b, fn=fn: fn(z, dt, s), make_args,
+                          protocol=Protocol(warmup=2, iterations=args.iterations))
             row[f"rows{bm}_warps{warps}_ms"] = k.median_ms
             print(f"  rows {bm:3d} warps {warps}: {k.median_ms * 1e3:.1f} us{' WRONG ' + str(wrong) if wrong else ''}",
                   flush=True)

@@ -386,3 +386,4 @@ def test_kernel_phases_attribute_the_compiled_step():
     assert kp.phase_of("jit(step)/transpose(jvp(conv))/dot", []) == "backward"
     assert kp.phase_of("jit(step)/add", [("/x/optax/_src/transform.py", "update_fn")]) == "optimizer"
     assert kp.phase_of("jit(step)/log", [("/x/optax/losses/_classification.py", "f")]) == "other"
+    assert kp.phase_of("jit(step)/concatenate", [("/r/train/state.py", "ParamLayout.flatten")]) == "optimizer"

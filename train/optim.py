@@ -54,7 +54,8 @@ def per_parameter_only(name: str, tx: optax.GradientTransformation) -> optax.Gra
     def init(params):
         if isinstance(params, FlatParams):
             raise ValueError(f"optimizer {name!r} is not elementwise (valid with flat parameters: "
-                             f"{', '.join(ELEMENTWISE)}): create the state with create_train_state(..., flat_params=False)")
+                             f"{', '.join(ELEMENTWISE)}): create the state with "
+                             "create_train_state(..., flat_params=False)")
         return tx.init(params)
     return optax.GradientTransformation(init, tx.update)
 

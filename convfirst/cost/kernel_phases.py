@@ -1,5 +1,6 @@
 """Which part of a jitted training step launched each GPU kernel: the forward pass, the backward
-pass, the optimizer (optax: update, norms) or the weight EMA. A training step on the GPU is one XLA
+pass, the optimizer (optax: update, norms; the concatenation of gradients and parameters into the
+optimizer's flat vectors) or the weight EMA. A training step on the GPU is one XLA
 executable; its CUPTI kernel list says what ran, and the executable's optimized HLO
 (`compiled.as_text()`) says where each kernel came from: XLA names a fusion's kernel after the HLO
 instruction, and most instructions carry the op_name of the JAX primitive they came from
@@ -20,6 +21,7 @@ from collections import defaultdict
 PHASES = ("forward", "backward", "optimizer", "ema", "other")
 _OPTIMIZER_FILE = re.compile(r"/optax/(?!losses/)")  # label smoothing runs outside the gradient: not the optimizer
 _EMA = ("train/optim.py", "ema_update")
+_LAYOUT = ("train/state.py", "ParamLayout.")  # gradients and parameters to the optimizer's flat vectors
 
 _INSTRUCTION = re.compile(r'^\s*(?:ROOT\s+)?%([\w.\-]+) = .*?metadata=\{((?:[^}"]|"[^"]*")*)\}', re.MULTILINE)
 _OP_NAME = re.compile(r'op_name="([^"]*)"')
@@ -71,7 +73,7 @@ def phase_of(op_name: str, chain) -> str:
     chain = list(chain)
     if any(f.endswith(_EMA[0]) and fn.startswith(_EMA[1]) for f, fn in chain):
         return "ema"
-    if any(_OPTIMIZER_FILE.search(f) for f, _ in chain):
+    if any(_OPTIMIZER_FILE.search(f) or (f.endswith(_LAYOUT[0]) and fn.startswith(_LAYOUT[1])) for f, fn in chain):
         return "optimizer"
     return "other"
 
