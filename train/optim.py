@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from train.state import FlatParams
+from train.state import FlatParams, weight_decayed
 
 OPTIMIZERS = ("adamw", "lamb", "sgd", "rmsprop")
 SCHEDULES = ("cosine", "exponential", "constant")
@@ -43,10 +43,10 @@ ELEMENTWISE = ("adamw", "sgd", "rmsprop")  # the update of an element depends on
 
 
 def decay_mask(params):
-    """True where weight decay applies: kernels (ndim > 1), not biases or norm scales/offsets."""
+    """True where weight decay applies (train.state.weight_decayed; FlatParams: its decayed vector)."""
     if isinstance(params, FlatParams):
         return FlatParams(decay=True, no_decay=False)
-    return jax.tree.map(lambda p: p.ndim > 1, params)
+    return jax.tree.map(weight_decayed, params)
 
 
 def per_parameter_only(name: str, tx: optax.GradientTransformation) -> optax.GradientTransformation:

@@ -27,6 +27,12 @@ from flax import nnx, struct
 from train.mixed_precision import DynamicLossScale
 
 
+def weight_decayed(p) -> bool:
+    """Weight decay applies to kernels (ndim > 1), not to biases or norm scales/offsets (the ConvNeXt
+    and timm recipes): the optimizer's mask and FlatParams' grouping."""
+    return p.ndim > 1
+
+
 @jax.tree_util.register_dataclass
 @dataclass
 class FlatParams:
@@ -47,7 +53,7 @@ class ParamLayout:
 
     treedef: Any
     shapes: tuple
-    decayed: tuple  # per leaf: weight decay applies (ndim > 1)
+    decayed: tuple  # per leaf: weight_decayed
     flat: bool = True
 
     @classmethod
@@ -56,7 +62,7 @@ class ParamLayout:
         if flat and any(x.dtype != jnp.float32 for x in leaves):
             raise ValueError("flat parameters need float32 master weights; got "
                              f"{sorted({str(x.dtype) for x in leaves})}")
-        return cls(treedef, tuple(x.shape for x in leaves), tuple(x.ndim > 1 for x in leaves), flat)
+        return cls(treedef, tuple(x.shape for x in leaves), tuple(map(weight_decayed, leaves)), flat)
 
     def flatten(self, tree: dict):
         if not self.flat:

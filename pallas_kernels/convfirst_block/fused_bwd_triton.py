@@ -31,6 +31,7 @@ from jax.experimental.pallas import triton as pltriton
 
 from pallas_kernels.common import interpret_mode, is_pow2, kernel_activation, store_rows
 from pallas_kernels.convfirst_block import configs, fused_triton
+from pallas_kernels.convfirst_block.ln_bwd_triton import row_grad, row_stats
 from pallas_kernels.convfirst_block.reference import ConvFirstParams, grouped_conv
 from pallas_kernels.layers.gconv import gconv, gconv_reason
 from pallas_kernels.registry import UnsupportedError
@@ -70,10 +71,7 @@ def _normalize(t, lns_ref, lnb_ref, *, c: int, layer_norm: bool, ln_eps: float):
     """(n, zhat, inv): the LayerNorm of the forward, recomputed in float32 (identity without LN)."""
     if not layer_norm:
         return t, None, None
-    mean = t.sum(axis=1) / c
-    centered = t - mean[:, None]
-    inv = lax.rsqrt((centered * centered).sum(axis=1) / c + ln_eps)
-    zhat = centered * inv[:, None]
+    zhat, inv = row_stats(t, c=c, eps=ln_eps)
     return zhat * lns_ref[...][None, :] + lnb_ref[...][None, :], zhat, inv
 
 
@@ -109,10 +107,7 @@ def _dgrad_kernel(t_ref, dy_ref, lns_ref, lnb_ref, w1_ref, b1_ref, w1t_ref, w2t_
 
     dn = lax.fori_loop(0, hidden // hc, body, jnp.zeros((bp, c), f32))
     if layer_norm:
-        dz = dn * lns_ref[...][None, :]
-        mean_dz = dz.sum(axis=1) / c
-        mean_dz_z = (dz * zhat).sum(axis=1) / c
-        dt = inv[:, None] * (dz - mean_dz[:, None] - zhat * mean_dz_z[:, None])
+        dt = row_grad(dn * lns_ref[...][None, :], zhat, inv, c=c)
         dlns_ref[...] = (dn * zhat).sum(axis=0)
         dlnb_ref[...] = dn.sum(axis=0)
     else:

@@ -41,15 +41,23 @@ def block_rows(c: int) -> int:
     return 64 if c <= 128 else max(16, 8192 // c)
 
 
+def row_stats(z, *, c: int, eps: float):
+    """(zhat, rstd) of float32 rows z (tile, C) inside a kernel: the forward's normalization."""
+    centered = z - (z.sum(axis=1) / c)[:, None]
+    rstd = jax.lax.rsqrt((centered * centered).sum(axis=1) / c + eps)
+    return centered * rstd[:, None], rstd
+
+
+def row_grad(g, zhat, rstd, *, c: int):
+    """dz from g = dt * scale, rows (tile, C) inside a kernel (the module docstring's formula)."""
+    return rstd[:, None] * (g - g.sum(axis=1)[:, None] / c - zhat * ((g * zhat).sum(axis=1) / c)[:, None])
+
+
 def _kernel(z_ref, dt_ref, s_ref, dz_ref, ds_ref, db_ref, dbc_ref, *, c: int, eps: float):
     f32 = jnp.float32
     z, dt = z_ref[...].astype(f32), dt_ref[...].astype(f32)
-    mean = z.sum(axis=1) / c
-    centered = z - mean[:, None]
-    rstd = jax.lax.rsqrt((centered * centered).sum(axis=1) / c + eps)
-    zhat = centered * rstd[:, None]
-    g = dt * s_ref[...][None, :]
-    dz = rstd[:, None] * (g - g.sum(axis=1)[:, None] / c - zhat * ((g * zhat).sum(axis=1) / c)[:, None])
+    zhat, rstd = row_stats(z, c=c, eps=eps)
+    dz = row_grad(dt * s_ref[...][None, :], zhat, rstd, c=c)
     dz_ref[...] = dz.astype(dz_ref.dtype)
     ds_ref[...] = (dt * zhat).sum(axis=0)
     db_ref[...] = dt.sum(axis=0)
