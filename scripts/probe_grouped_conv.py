@@ -1,7 +1,9 @@
 """GPU probe: the ConvFirst grouped conv (k=3, group width 8, bf16 in/out, f32 accumulation) at
-convfirst_tiny's stage shapes, four ways, under the one timing protocol: XLA/cuDNN NHWC (what
+convfirst_tiny's stage shapes, several ways, under the one timing protocol: XLA/cuDNN NHWC (what
 mosaic_mlp runs), XLA/cuDNN NCHW, the conv as 8 channel-broadcast depthwise convs (one XLA fusion),
-and the Triton grouped-conv kernel of pallas_layerwise. Decides what mosaic_mlp's conv should be.
+the Triton grouped-conv kernel of pallas_layerwise, and cuDNN on the same conv with its weight widened
+to group width 16 ... C (`widen_groups`: block-diagonal, zeros between the groups; more MACs, but
+wide groups run on cuDNN's tensor-core engines). Decides what mosaic_mlp's conv should be.
 
     python scripts/probe_grouped_conv.py --batch 128 --out $OUT/probe_grouped_conv.json
 """
@@ -12,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from pallas_kernels.common import mismatch
-from pallas_kernels.convfirst_block.reference import grouped_conv
+from pallas_kernels.convfirst_block.reference import grouped_conv, widen_groups
 from pallas_kernels.layers.gconv import gconv
 from pallas_kernels.timing import Protocol, time_call
 
@@ -58,7 +60,9 @@ for s, c in ((56, 64), (28, 128), (14, 256), (7, 512)):
     x0 = jax.random.normal(kx, (args.batch, s, s, c)).astype(dt)
     with jax.default_matmul_precision("highest"):
         ref = grouped_conv(x0.astype(jnp.float32), w.astype(jnp.float32), GW)
-    for name, fn in WAYS.items():
+    wide = {f"cudnn_widened_gw{g}": (lambda x, w, b, g=g, ww=widen_groups(w, GW, g): grouped_conv(x, ww, g, out_dtype=dt))
+            for g in (16, 32, 64, 128, 256) if g <= c}
+    for name, fn in {**WAYS, **wide}.items():
         f = lambda x, fn=fn: fn(x, w, b)  # noqa: E731
         try:
             wrong = mismatch(jax.jit(f)(x0), ref, dt, K * K * GW)
