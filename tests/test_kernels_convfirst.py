@@ -15,9 +15,10 @@ import pytest
 from kernel_checks import (assert_close, assert_grads_close, normal, random_params, reference_grads, rounded,
                            seed_of)
 from pallas_kernels import AUTO, CONVFIRST_BLOCK, UnsupportedError, autotune, convfirst_block
-from pallas_kernels.common import lower_for_h100
+from pallas_kernels.common import compiling_for_gpu, lower_for_h100
 from pallas_kernels.convfirst_block import configs, fused_triton
 from pallas_kernels.convfirst_block.configs import FusedConfig
+from pallas_kernels.convfirst_block.reference import compute_grouped_conv, grouped_conv, widen_groups
 from pallas_kernels.layers.gconv import block_diagonal_conv_weights
 from pallas_kernels.problems import BlockProblem
 
@@ -106,6 +107,36 @@ def test_block_diagonal_weights_reproduce_the_grouped_conv():
                 ci, co = j * chunk + i, j * chunk + o
                 want = w[:, :, ci % g, co] if ci // g == co // g else jnp.zeros((k, k))
                 np.testing.assert_array_equal(dense[:, :, j, i, o], want)
+
+
+@pytest.mark.parametrize("width", [8, 16, 32, 64])
+def test_widened_groups_compute_the_same_conv(width):
+    x, w = normal(4, (2, 7, 9, 64)), normal(5, (3, 3, 8, 64))
+    wide = widen_groups(w, 8, width)
+    assert wide.shape == (3, 3, width, 64)
+    with jax.default_matmul_precision("highest"):
+        assert_close(grouped_conv(x, wide, width), grouped_conv(x, w, 8), jnp.float32, depth=9 * width)
+    with pytest.raises(ValueError, match="multiple of 8 dividing C=64"):
+        widen_groups(w, 8, 24)
+
+
+def test_compute_dtype_conv_widens_on_the_gpu_and_keeps_values_and_gradients():
+    """On a GPU the compute-dtype graph runs group width 8 at 16 (cuDNN's faster engine); same values,
+    and autodiff gives the native weight's gradient."""
+    x, w = normal(6, (2, 6, 5, 32)).astype(BF16), rounded(normal(7, (3, 3, 8, 32)), BF16)
+    conv = lambda wc, widen: compute_grouped_conv(x, wc, 8, out_dtype=jnp.float32, widen=widen)  # noqa: E731
+    assert_close(conv(w, True), conv(w, False), BF16, depth=9 * 8)
+    g_wide, g_native = (jax.grad(lambda wc, v=v: jnp.sum(conv(wc, v) ** 2))(w) for v in (True, False))
+    assert g_wide.shape == w.shape
+    assert_close(g_wide, g_native, BF16, depth=2 * 6 * 5)
+
+    def groups(**kw):
+        jaxpr = jax.make_jaxpr(lambda a: compute_grouped_conv(a, w, 8, out_dtype=BF16, **kw))(x)
+        return [e.params["feature_group_count"] for e in jaxpr.eqns if e.primitive.name == "conv_general_dilated"]
+    assert groups() == [4]  # CPU: native width
+    with compiling_for_gpu():
+        assert groups() == [2]  # lowered for the GPU: width 16
+    assert groups(widen=True) == [2]
 
 
 @pytest.mark.parametrize("prob,reason", [

@@ -31,7 +31,7 @@ from pallas_kernels.common import KERNEL_ACTIVATION_GRADS, interpret_mode, pixel
 from pallas_kernels.convfirst_block import ln_bwd_triton, mlp_mosaic
 from pallas_kernels.convfirst_block.mlp_mosaic import (INTERPRET_PARAMS, SMEM_ALIGNMENT, SMEM_BYTES, SWIZZLE,
                                                         plgpu)
-from pallas_kernels.convfirst_block.reference import ConvFirstParams, conv_norm, grouped_conv, layer_norm
+from pallas_kernels.convfirst_block.reference import ConvFirstParams, compute_grouped_conv, conv_norm, layer_norm
 from pallas_kernels.layers.configs import Serializable, ranked
 from pallas_kernels.registry import UnsupportedError
 
@@ -166,7 +166,8 @@ def _conv_layer_norm_vjp(x, params: ConvFirstParams, *, group_width: int, ln_eps
     with the forward's), the norm's backward in one Pallas kernel (ln_bwd_triton), the conv's by
     autodiff (cuDNN dgrad and wgrad)."""
     dtype = x.dtype
-    z, conv_vjp = jax.vjp(lambda a, wc: grouped_conv(a, wc, group_width, out_dtype=dtype), x, params.w_conv)
+    z, conv_vjp = jax.vjp(lambda a, wc: compute_grouped_conv(a, wc, group_width, out_dtype=dtype), x,
+                          params.w_conv)
     if params.b_conv is not None:
         z = z + params.b_conv.astype(dtype)
     t = layer_norm(z.astype(jnp.float32), params.ln_scale, params.ln_bias, ln_eps).astype(dtype)

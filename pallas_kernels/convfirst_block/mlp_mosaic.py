@@ -25,7 +25,7 @@ from jax import lax
 from jax.experimental import pallas as pl
 
 from pallas_kernels.common import dtype_reason, interpret_mode, kernel_activation, pixel_rows
-from pallas_kernels.convfirst_block.reference import ConvFirstParams, conv_norm, grouped_conv
+from pallas_kernels.convfirst_block.reference import ConvFirstParams, compute_grouped_conv, conv_norm
 from pallas_kernels.layers.configs import Serializable, ranked
 from pallas_kernels.registry import UnsupportedError
 
@@ -319,7 +319,7 @@ def convfirst_mosaic_mlp(x, params: ConvFirstParams, *, config: MosaicMLPConfig 
     if params.ln_scale is not None:  # the xla_native graph, which the autodiff backward shares
         t = conv_norm(x, params, group_width=group_width, ln_eps=ln_eps, precise=False)
     else:  # the conv bias folds into the expand bias (already done in inference copies)
-        t = grouped_conv(x, params.w_conv, group_width, out_dtype=dt)
+        t = compute_grouped_conv(x, params.w_conv, group_width, out_dtype=dt)
         params = params.with_conv_bias_folded()
     b_expand = params.b_expand
     m = n * h * w

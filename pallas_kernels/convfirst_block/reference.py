@@ -26,6 +26,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from pallas_kernels.common import interpret_mode
+
 
 class ConvFirstParams(NamedTuple):
     w_conv: jax.Array  # (k, k, G, C) HWIO, grouped: C // G groups of G channels
@@ -81,6 +83,26 @@ def grouped_conv(x, w, group_width: int, stride: int = 1, out_dtype=jnp.float32)
         preferred_element_type=out_dtype)
 
 
+# group width -> the width the compute-dtype graph runs a 3x3 grouped conv at on a GPU. cuDNN picks its
+# sm80 engine at width 8 and an sm90 (wgmma) engine at width 16: twice the MACs, 1.2-2.4x faster (H200,
+# bf16, batch 128, run ZT, benchmarks/results/mosaic_mlp/probe_grouped_conv_widened.json: 0.156 -> 0.065
+# ms at 56x56x64, 0.055 -> 0.035 at 28x28x128, 0.028 -> 0.020 at 14x14x256, 0.015 -> 0.0125 at 7x7x512).
+GPU_CONV_GROUP_WIDTH = {8: 16}
+
+
+def compute_grouped_conv(x, w, group_width: int, *, out_dtype, widen: bool | None = None):
+    """The grouped conv as the compute-dtype ('xla_native') graph runs it: on a GPU (`widen=None`) at
+    the width GPU_CONV_GROUP_WIDTH names, if any, through `widen_groups` (exact; autodiff narrows the
+    weight's gradient back). The float32 reference keeps the native width."""
+    k, _, g, c = w.shape
+    wide = GPU_CONV_GROUP_WIDTH.get(group_width)
+    if widen is None:
+        widen = not interpret_mode() and x.dtype != jnp.float32
+    if widen and k == 3 and g == group_width and wide and c % wide == 0:
+        w, group_width = widen_groups(w, group_width, wide), wide
+    return grouped_conv(x, w, group_width, out_dtype=out_dtype)
+
+
 def widen_groups(w, group_width: int, new_width: int):
     """The same grouped conv's weight (k, k, group_width, C) as one of group width `new_width` (a
     multiple of it dividing C): block-diagonal, zeros between the original groups. new_width / group_width
@@ -112,8 +134,11 @@ def conv_norm(x, p: ConvFirstParams, *, group_width: int, ln_eps: float = 1e-6, 
     """t = norm(gconv(x) + b_conv), the block's input to its MLP, in float32 (precise) or x.dtype.
     Kernels that take t from XLA call this too: inside one jit XLA then merges their forward's t with
     the one the autodiff backward ('xla_native') recomputes, instead of computing it twice."""
-    mid = jnp.float32 if precise else x.dtype  # intermediates (see the module docstring)
-    t = grouped_conv(x, p.w_conv, group_width, out_dtype=mid)
+    if precise:  # intermediates in float32 (see the module docstring)
+        t = grouped_conv(x, p.w_conv, group_width)
+    else:
+        t = compute_grouped_conv(x, p.w_conv, group_width, out_dtype=x.dtype)
+    mid = t.dtype
     if p.b_conv is not None:
         t = t + p.b_conv.astype(mid)
     if p.ln_scale is not None:

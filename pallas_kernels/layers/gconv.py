@@ -22,6 +22,7 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
 from pallas_kernels.common import dtype_reason, interpret_mode, kernel_activation, pad_axis, store_rows
+from pallas_kernels.convfirst_block.reference import widen_groups
 from pallas_kernels.layers.configs import GConvConfig, gconv_heuristic
 from pallas_kernels.registry import UnsupportedError
 
@@ -56,16 +57,13 @@ def block_diagonal_conv_weights(w_conv, group_width: int, chunk: int):
     """(k, k, G, C) grouped weights -> (k*k*C/chunk*chunk, chunk) dense per-chunk blocks.
 
     Row ((tap * n_chunks + j) * chunk + i), column o holds the weight from input channel
-    j*chunk+i to output channel j*chunk+o, zero across groups. C must be a multiple of chunk
-    (pad the output-channel axis of w_conv with zeros first).
+    j*chunk+i to output channel j*chunk+o, zero across groups: `widen_groups` to group width
+    `chunk`, chunk-major. C must be a multiple of chunk (pad the output-channel axis of w_conv with
+    zeros first).
     """
-    k, _, g, c = w_conv.shape
-    n = c // chunk
-    base = jnp.arange(n)[:, None, None] * chunk
-    i_glob = base + jnp.arange(chunk)[None, :, None]
-    o_glob = base + jnp.arange(chunk)[None, None, :]
-    vals = w_conv[:, :, i_glob % g, o_glob]  # (k, k, n, chunk, chunk)
-    return jnp.where(i_glob // g == o_glob // g, vals, 0).reshape(k * k * n * chunk, chunk)
+    k, _, _, c = w_conv.shape
+    wide = widen_groups(w_conv, group_width, chunk)  # (k, k, i, j * chunk + o)
+    return wide.reshape(k, k, chunk, c // chunk, chunk).transpose(0, 1, 3, 2, 4).reshape(k * k * c, chunk)
 
 
 def conv_weight_operand(w_conv, group_width: int, chunk: int, padded: int, dtype):
