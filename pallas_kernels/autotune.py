@@ -66,7 +66,7 @@ SPEED_NEUTRAL_STATIC = ("ln_eps",)
 
 def shape_key(op: str, x, params, static: dict) -> str:
     """Op, dtype, per-image input shape, parameter shapes and static options; no batch."""
-    params = params.key_form() if hasattr(params, "key_form") else params
+    params = params.key_form(**static) if hasattr(params, "key_form") else params
     leaves = jax.tree.leaves(params, is_leaf=lambda v: v is None)
     pshapes = ",".join("-" if v is None else "x".join(map(str, v.shape)) for v in leaves)
     opts = ",".join(f"{k}={v}" for k, v in sorted(static.items()) if k not in SPEED_NEUTRAL_STATIC)

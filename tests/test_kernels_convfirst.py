@@ -18,7 +18,8 @@ from pallas_kernels import AUTO, CONVFIRST_BLOCK, UnsupportedError, autotune, co
 from pallas_kernels.common import compiling_for_gpu, lower_for_h100
 from pallas_kernels.convfirst_block import configs, fused_triton
 from pallas_kernels.convfirst_block.configs import FusedConfig
-from pallas_kernels.convfirst_block.reference import compute_grouped_conv, grouped_conv, widen_groups
+from pallas_kernels.convfirst_block.reference import (compute_conv_weight, compute_grouped_conv, grouped_conv,
+                                                      widen_groups)
 from pallas_kernels.layers.gconv import block_diagonal_conv_weights
 from pallas_kernels.problems import BlockProblem
 
@@ -370,6 +371,43 @@ def test_conv_bias_folded_form_runs_on_every_implementation():
         autotune.shape_key("convfirst_block", x, params, static)
     ln = _inputs(cf(1, 3, 3, 32, 64, layer_norm=True), BF16)[1]
     assert ln.with_conv_bias_folded() is ln  # a LayerNorm between conv and expand: nothing to fold
+
+
+def test_widened_conv_weight_runs_on_every_implementation():
+    """GPU inference copies hold the group-width-8 conv weight widened to 16 for cuDNN
+    (compute_conv_weight): every implementation accepts that form (the Triton kernels narrow it back)
+    and matches the reference, and the tuning cache keys it like the native weight."""
+    prob = cf(1, 5, 7, 64, 128)
+    x, params = _inputs(prob, BF16)
+    wide = params._replace(w_conv=compute_conv_weight(params.w_conv, 8, BF16, widen=True))
+    assert wide.w_conv.shape == (3, 3, 16, 64)
+    np.testing.assert_array_equal(np.asarray(wide.with_native_conv(8).w_conv, np.float32),
+                                  np.asarray(params.w_conv, np.float32))
+    with jax.default_matmul_precision("highest"):
+        ref = CONVFIRST_BLOCK.reference(x.astype(jnp.float32), params, **prob.static())
+    static = prob.static()
+    for impl in CONVFIRST_BLOCK.names:
+        assert_close(jax.jit(functools.partial(convfirst_block, impl=impl, **static))(x, wide), ref, BF16, prob.hidden)
+    assert autotune.shape_key("convfirst_block", x, wide, static) == \
+        autotune.shape_key("convfirst_block", x, params, static)
+
+
+def test_inference_copy_holds_the_conv_weight_as_the_gpu_conv_takes_it():
+    """Frozen for a GPU (here: lowering for one), the grouped conv weight is stored cast and widened,
+    and the copy computes what the trained model does."""
+    from flax import nnx
+
+    from convfirst.models import create_model
+    from convfirst.models.blocks import ConvFirstBlock
+
+    model = create_model("convfirst_pico", rngs=nnx.Rngs(0), dtype=BF16, impl="xla_native")
+    model.eval()
+    x = normal(9, (2, 16, 16, model.spec.in_chans))
+    with compiling_for_gpu():
+        frozen = model.for_inference()
+    w = next(layer for layer in frozen.layers if isinstance(layer, ConvFirstBlock)).frozen_params.get_value().w_conv
+    assert w.dtype == BF16 and w.shape[2] == 16
+    assert_close(frozen(x), model(x).astype(jnp.float32), BF16, 1024, scale=2.0)
 
 
 def test_inference_copy_folds_the_conv_bias_before_casting():

@@ -25,6 +25,7 @@ from convfirst.models import specs
 from convfirst.models.folding import fold_batchnorm, fold_scale
 from convfirst.models.layers import SqueezeExcite, activation, conv_init, drop_path, norm_layer
 from pallas_kernels import AUTO, ConvFirstParams, MBConvParams, convfirst_block, mbconv_block
+from pallas_kernels.convfirst_block.reference import compute_conv_weight
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,15 @@ class ConvFirstBlock(_ResidualBlock):
         """Also the conv bias folded into the expand bias where no LayerNorm sits between them (in
         float32 with the float32 expand weights, as `mosaic_mlp` folds it per call)."""
         return self.op_params().with_conv_bias_folded()
+
+    def inference_params(self, dtype):
+        """Grouped conv weights also in the form the compute-dtype conv takes them (cast and, on a GPU,
+        widened for cuDNN: `compute_conv_weight`), so no inference call casts or widens them again.
+        Depthwise weights stay float32 (the Triton kernels compute depthwise taps in float32)."""
+        p = super().inference_params(dtype)
+        if self.spec.group_width == 1:
+            return p
+        return p._replace(w_conv=compute_conv_weight(p.w_conv, self.spec.group_width, dtype))
 
     def unfused(self, x):
         """The residual branch layer by layer with Flax modules (BatchNorm in its own mode)."""

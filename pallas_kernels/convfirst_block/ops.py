@@ -25,6 +25,15 @@ def _auto_order(x, params, static) -> tuple[str, ...]:
     return ("mosaic_mlp",) + fused + ("xla_native", "xla")
 
 
+def _native_conv(fn):
+    """fn (a Triton forward or its check) on the conv weight at its group width: inference copies on a
+    GPU hold it widened for cuDNN (reference.compute_conv_weight); these kernels build their own
+    block-diagonal operands from the native form."""
+    def call(x, params, *args, group_width, **kw):
+        return fn(x, params.with_native_conv(group_width), *args, group_width=group_width, **kw)
+    return call
+
+
 CONVFIRST_BLOCK = BlockOp("convfirst_block", convfirst_block_reference, auto_order=_auto_order,
                           bwd_auto_order=lambda x, params, static: ("mosaic_mlp", "xla_native", "xla"))
 CONVFIRST_BLOCK.register_bwd(Implementation(
@@ -34,7 +43,8 @@ CONVFIRST_BLOCK.register_bwd(Implementation(
     "mosaic_mlp", bwd_mosaic.convfirst_mosaic_mlp_bwd, check=bwd_mosaic.check, interpretable=True,
     config_cls=bwd_mosaic.MosaicBwdConfig, candidates=lambda prob, p: bwd_mosaic.candidates(prob.c, prob.hidden)))
 CONVFIRST_BLOCK.register(Implementation(
-    "pallas_fused", fused_triton.convfirst_fused, check=fused_triton.check, interpretable=True,
+    "pallas_fused", _native_conv(fused_triton.convfirst_fused), check=_native_conv(fused_triton.check),
+    interpretable=True,
     config_cls=configs.FusedConfig,
     candidates=lambda prob, p: configs.candidates(prob.c, prob.hidden, prob.group_width, prob.h, prob.w)))
 CONVFIRST_BLOCK.register(Implementation(
@@ -47,7 +57,8 @@ except ImportError as err:
     logging.getLogger("pallas_kernels").warning("convfirst_block: pallas_layerwise unavailable: %s", err)
 else:
     CONVFIRST_BLOCK.register(Implementation(
-        "pallas_layerwise", layerwise.convfirst_layerwise, check=layerwise.check, interpretable=True,
+        "pallas_layerwise", _native_conv(layerwise.convfirst_layerwise), check=_native_conv(layerwise.check),
+        interpretable=True,
         config_cls=layerwise.LayerwiseConfig,
         candidates=lambda prob, p: layerwise.candidates(prob.x_shape(), p, **prob.static())))
 

@@ -43,11 +43,21 @@ class ConvFirstParams(NamedTuple):
         """b_conv, or zeros where it was folded into b_expand (kernels that take a bias vector)."""
         return jnp.zeros(self.w_conv.shape[-1], jnp.float32) if self.b_conv is None else self.b_conv
 
-    def key_form(self) -> "ConvFirstParams":
-        """The form the tuning cache keys on: a folded conv bias is the same problem for speed."""
+    def key_form(self, *, group_width: int, **_) -> "ConvFirstParams":
+        """The form the tuning cache keys on: a folded conv bias or a widened conv weight is the same
+        problem for speed (the tuned kernels take t from the conv)."""
+        k, _, g, c = self.w_conv.shape
+        key = self._replace(w_conv=jax.ShapeDtypeStruct((k, k, group_width, c), self.w_conv.dtype))
         if self.b_conv is not None:
+            return key
+        return key._replace(b_conv=jax.ShapeDtypeStruct((c,), jnp.float32))
+
+    def with_native_conv(self, group_width: int) -> "ConvFirstParams":
+        """The conv weight at its group width, for kernels that build their own conv operands: an
+        inference copy may hold it widened for cuDNN (`compute_conv_weight`)."""
+        if self.w_conv.shape[2] == group_width:
             return self
-        return self._replace(b_conv=jax.ShapeDtypeStruct((self.w_conv.shape[-1],), jnp.float32))
+        return self._replace(w_conv=narrow_groups(self.w_conv, group_width))
 
     def with_conv_bias_folded(self) -> "ConvFirstParams":
         """(t + b) W1 + b1 = t W1 + (b W1 + b1), in float32: the inference form without the conv bias.
@@ -75,11 +85,15 @@ def activation(name: str):
 
 
 def grouped_conv(x, w, group_width: int, stride: int = 1, out_dtype=jnp.float32):
-    """'Same'-padded k x k grouped conv, NHWC/HWIO, f32 accumulation, result in `out_dtype`."""
-    c = w.shape[-1]
+    """'Same'-padded k x k grouped conv, NHWC/HWIO, f32 accumulation, result in `out_dtype`. The groups
+    follow the weight: (k, k, group_width, C), or a wider block-diagonal form of it (`widen_groups`)."""
+    c, g = w.shape[-1], w.shape[2]
+    if g % group_width or c % g:
+        raise ValueError(f"grouped_conv: weight {w.shape} does not hold groups of width {group_width} "
+                         f"(its third axis must be a multiple of {group_width} dividing C={c})")
     return jax.lax.conv_general_dilated(
         x, w.astype(x.dtype), window_strides=(stride, stride), padding="SAME",
-        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c // group_width,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c // g,
         preferred_element_type=out_dtype)
 
 
@@ -90,17 +104,25 @@ def grouped_conv(x, w, group_width: int, stride: int = 1, out_dtype=jnp.float32)
 GPU_CONV_GROUP_WIDTH = {8: 16}
 
 
-def compute_grouped_conv(x, w, group_width: int, *, out_dtype, widen: bool | None = None):
-    """The grouped conv as the compute-dtype ('xla_native') graph runs it: on a GPU (`widen=None`) at
-    the width GPU_CONV_GROUP_WIDTH names, if any, through `widen_groups` (exact; autodiff narrows the
-    weight's gradient back). The float32 reference keeps the native width."""
+def compute_conv_weight(w, group_width: int, dtype, *, widen: bool | None = None):
+    """The conv weight as the compute-dtype graph takes it: in `dtype` and, on a GPU (`widen=None`)
+    with a 2-byte dtype, at the width GPU_CONV_GROUP_WIDTH names (`widen_groups`: exact; autodiff
+    narrows the weight's gradient back). Inference copies store it in this form (no per-call cast
+    and scatter kernels); a weight already widened passes through."""
     k, _, g, c = w.shape
     wide = GPU_CONV_GROUP_WIDTH.get(group_width)
     if widen is None:
-        widen = not interpret_mode() and x.dtype != jnp.float32
+        widen = not interpret_mode() and jnp.dtype(dtype).itemsize == 2
     if widen and k == 3 and g == group_width and wide and c % wide == 0:
-        w, group_width = widen_groups(w, group_width, wide), wide
-    return grouped_conv(x, w, group_width, out_dtype=out_dtype)
+        w = widen_groups(w, group_width, wide)
+    return w.astype(dtype)
+
+
+def compute_grouped_conv(x, w, group_width: int, *, out_dtype, widen: bool | None = None):
+    """The grouped conv as the compute-dtype ('xla_native') graph runs it: x.dtype operands, the
+    weight per `compute_conv_weight`. The float32 reference keeps the weight as given."""
+    return grouped_conv(x, compute_conv_weight(w, group_width, x.dtype, widen=widen), group_width,
+                        out_dtype=out_dtype)
 
 
 def widen_groups(w, group_width: int, new_width: int):
@@ -112,9 +134,18 @@ def widen_groups(w, group_width: int, new_width: int):
     if g != group_width or new_width % group_width or c % new_width:
         raise ValueError(f"widen_groups: weight {w.shape} of group width {group_width} cannot become group "
                          f"width {new_width}; it must be a multiple of {group_width} dividing C={c}")
+    return jnp.zeros((k1, k2, new_width, c), w.dtype).at[_diagonal(c, new_width, group_width)].set(w)
+
+
+def narrow_groups(w, group_width: int):
+    """`widen_groups` undone: the (k, k, group_width, C) weight on the block diagonal of a wider one."""
+    return w[_diagonal(w.shape[3], w.shape[2], group_width)]
+
+
+def _diagonal(c: int, wide: int, group_width: int):
+    """Index of the (group_width, C) native weights in a (wide, C) block-diagonal one (last two axes)."""
     o = jnp.arange(c)
-    rows = (o % new_width) // group_width * group_width + jnp.arange(group_width)[:, None]  # (g, C)
-    return jnp.zeros((k1, k2, new_width, c), w.dtype).at[:, :, rows, o].set(w)
+    return slice(None), slice(None), (o % wide) // group_width * group_width + jnp.arange(group_width)[:, None], o
 
 
 def layer_norm(t, scale, bias, eps: float):
