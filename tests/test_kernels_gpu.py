@@ -25,16 +25,22 @@ from gpu_problems import (CANDIDATE_PROBLEMS, CONVFIRST, EFFICIENTNET_B0, EXPECT
                           MOSAIC_GPU_ONLY, N_CANDIDATES, PROBLEMS, cf)
 from kernel_checks import assert_close, normal, random_params, rounded, seed_of  # noqa: E402
 from pallas_kernels import OPS  # noqa: E402
+from pallas_kernels.convfirst_block.reference import compute_conv_weight  # noqa: E402
 from pallas_kernels.problems import BlockProblem  # noqa: E402
 
 pytestmark = pytest.mark.gpu
 
 
-def check_impl(prob, impl, dtype, config=None):
+def check_impl(prob, impl, dtype, config=None, widened=False):
+    """widened: the conv weight as GPU inference copies hold it (compute_conv_weight), the reference
+    on the native one."""
     op = OPS[prob.op]
     seed = seed_of(prob.label(), jnp.dtype(dtype).name)
     params = rounded(random_params(prob, seed), dtype)
     x = normal(seed + 1, prob.x_shape()).astype(dtype)
+    ref_params = params
+    if widened:
+        params = params._replace(w_conv=compute_conv_weight(params.w_conv, prob.group_width, dtype))
     reason = None if impl == "auto" else op.why_unsupported(impl, x, params, "gpu", **prob.static())
     expected = (prob.label(), impl) in EXPECTED_UNSUPPORTED
     if reason is None and expected:
@@ -44,7 +50,7 @@ def check_impl(prob, impl, dtype, config=None):
             pytest.fail(f"{impl} should support {prob.label()}: {reason}")
         pytest.skip(f"{impl}: {reason}")  # an expected refusal, listed by -ra
     with jax.default_matmul_precision("highest"):  # an f32 reference, not TF32
-        ref = jax.jit(functools.partial(op.reference, **prob.static()))(x.astype(jnp.float32), params)
+        ref = jax.jit(functools.partial(op.reference, **prob.static()))(x.astype(jnp.float32), ref_params)
     ref.block_until_ready()
     fn = jax.jit(functools.partial(op, impl=impl, config=config, **prob.static()))
     out_shape = jax.eval_shape(fn, x, params)
@@ -65,6 +71,13 @@ def test_matches_reference_fp16(prob, impl):
     check_impl(prob, impl, jnp.float16)
 
 
+
+
+@pytest.mark.parametrize("prob,impl", [(p, name) for p in CONVFIRST[:4] for name in OPS[p.op].names],
+                         ids=lambda v: v if isinstance(v, str) else v.label())
+def test_widened_conv_weight_matches_reference(prob, impl):
+    """The group-width-8 conv weight widened to 16 (GPU inference copies) on every implementation."""
+    check_impl(prob, impl, jnp.bfloat16, widened=True)
 
 
 @pytest.mark.parametrize("prob,impl,index", [
