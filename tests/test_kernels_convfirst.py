@@ -6,6 +6,7 @@ pixel and channel was stored. Odd H/W exercise partial tiles and image borders.
 """
 import functools
 import json
+import re
 
 import jax
 import jax.numpy as jnp
@@ -122,8 +123,8 @@ def test_widened_groups_compute_the_same_conv(width):
 
 
 def test_compute_dtype_conv_widens_on_the_gpu_and_keeps_values_and_gradients():
-    """On a GPU the compute-dtype graph runs group width 8 at 16 (cuDNN's faster engine); same values,
-    and autodiff gives the native weight's gradient."""
+    """On a GPU the compute-dtype graph's forward runs group width 8 at 16 (cuDNN's faster engine), its
+    backward at 8; same values, and autodiff gives the native weight's gradient."""
     x, w = normal(6, (2, 6, 5, 32)).astype(BF16), rounded(normal(7, (3, 3, 8, 32)), BF16)
     conv = lambda wc, widen: compute_grouped_conv(x, wc, 8, out_dtype=jnp.float32, widen=widen)  # noqa: E731
     assert_close(conv(w, True), conv(w, False), BF16, depth=9 * 8)
@@ -131,13 +132,16 @@ def test_compute_dtype_conv_widens_on_the_gpu_and_keeps_values_and_gradients():
     assert g_wide.shape == w.shape
     assert_close(g_wide, g_native, BF16, depth=2 * 6 * 5)
 
-    def groups(**kw):
-        jaxpr = jax.make_jaxpr(lambda a: compute_grouped_conv(a, w, 8, out_dtype=BF16, **kw))(x)
-        return [e.params["feature_group_count"] for e in jaxpr.eqns if e.primitive.name == "conv_general_dilated"]
-    assert groups() == [4]  # CPU: native width
+    def groups(fn):  # feature_group_count of every conv in the traced graph, nested ones included
+        return sorted(int(n) for n in re.findall(r"feature_group_count=(\d+)", str(jax.make_jaxpr(fn)(x, w))))
+    def forward(a, wc):  # a new function per trace: jax caches traces by function, not by this context
+        return compute_grouped_conv(a, wc, 8, out_dtype=BF16)
+
+    assert groups(lambda a, wc: forward(a, wc)) == [4]  # CPU: native width
     with compiling_for_gpu():
-        assert groups() == [2]  # lowered for the GPU: width 16
-    assert groups(widen=True) == [2]
+        assert groups(lambda a, wc: forward(a, wc)) == [2]  # lowered for the GPU: width 16
+        step = groups(jax.grad(lambda a, wc: jnp.sum(forward(a, wc).astype(jnp.float32) ** 2), argnums=(0, 1)))
+        assert step.count(2) == 1 and 4 in step  # forward widened; the data gradient native
 
 
 @pytest.mark.parametrize("prob,reason", [
