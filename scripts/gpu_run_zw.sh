@@ -9,5 +9,5 @@ out=${1:?output dir}
 {
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader
 timeout 200 python -m pytest tests/test_kernels_gpu.py -q -rs -p no:cacheprovider \
-  -k "(matches_reference_bf16 or widened) and convfirst_block and not k7 or backward_kernels_match and mosaic"
+  -k "(widened or matches_reference_bf16 and (xla_native or mosaic_mlp or auto)) and convfirst_block and not k7 or backward_kernels_match and mosaic"
 } 2>&1 | filter | tee "$out/run_zw.log"
