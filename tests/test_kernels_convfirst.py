@@ -394,6 +394,19 @@ def test_widened_conv_weight_runs_on_every_implementation():
         assert_close(jax.jit(functools.partial(convfirst_block, impl=impl, **static))(x, wide), ref, BF16, prob.hidden)
     assert autotune.shape_key("convfirst_block", x, wide, static) == \
         autotune.shape_key("convfirst_block", x, params, static)
+    # the Triton backward narrows too and widens its weight gradient back (block-diagonal)
+    dy = normal(11, x.shape).astype(BF16)
+    bwd = functools.partial(convfirst_block, impl="xla", bwd_impl="pallas_fused", **static)
+    _, vjp = jax.vjp(bwd, x, wide)
+    g_wide = vjp(dy)[1].w_conv
+    _, vjp = jax.vjp(bwd, x, params)
+    g_native = vjp(dy)[1].w_conv
+    assert g_wide.shape == wide.w_conv.shape
+    np.testing.assert_array_equal(np.asarray(g_wide, np.float32),
+                                  np.asarray(widen_groups(g_native, 8, 16), np.float32))
+    # any other width is not taken for a widened weight: the Triton kernels refuse it, XLA computes it
+    other = params._replace(w_conv=normal(12, (3, 3, 32, 64)).astype(BF16))
+    assert "groups of 32 input channels" in CONVFIRST_BLOCK.why_unsupported("pallas_fused", x, other, "cpu", **static)
 
 
 def test_inference_copy_holds_the_conv_weight_as_the_gpu_conv_takes_it():

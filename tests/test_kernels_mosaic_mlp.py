@@ -81,6 +81,7 @@ def test_split_plan_fills_the_last_wave_with_half_length_programs():
     (cf(2, 12, 16, 64, 256), 2, BF16),  # 6 units: 2 two-warpgroup programs, then 2 split ones
     (cf(2, 20, 16, 128, 256, act="gelu_tanh", residual=False), 2, F16),  # 10 units: 4 + 2
     (cf(1, 9, 9, 64, 128, layer_norm=True), 1, BF16),  # 81 pixels pad to 2 units: 1 + 0, no split
+    (cf(2, 12, 16, 64, 192), 2, BF16),  # three hidden chunks: warpgroup 0 takes two, 1 takes one
 ], ids=lambda v: v.label() if isinstance(v, BlockProblem) else str(v))
 def test_split_tail_matches_reference_without_races(monkeypatch, prob, sms, dtype):
     """split_tail: the programs past the last whole wave run both warpgroups on the same rows, each on

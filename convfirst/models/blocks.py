@@ -134,9 +134,10 @@ class ConvFirstBlock(_ResidualBlock):
         return self.op_params().with_conv_bias_folded()
 
     def inference_params(self, dtype):
-        """Grouped conv weights also in the form the compute-dtype conv takes them (cast and, on a GPU,
-        widened for cuDNN: `compute_conv_weight`), so no inference call casts or widens them again.
-        Depthwise weights stay float32 (the Triton kernels compute depthwise taps in float32)."""
+        """Grouped conv weights also in the form the compute-dtype conv takes them (cast and, on a
+        Hopper GPU, widened for cuDNN: `compute_conv_weight`), so the XLA-run conv does not cast or
+        widen them per call (the Triton implementations narrow them back per call). Depthwise weights
+        stay float32 (the Triton kernels compute depthwise taps in float32)."""
         p = super().inference_params(dtype)
         if self.spec.group_width == 1:
             return p

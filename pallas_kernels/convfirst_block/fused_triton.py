@@ -41,8 +41,10 @@ def check(x, params: ConvFirstParams, *, platform=None, group_width: int, act: s
         return reason
     if x.ndim != 4:
         return f"expects NHWC input, got shape {tuple(x.shape)}"
-    k, _, _, c = params.w_conv.shape
+    k, _, g, c = params.w_conv.shape
     hidden = params.w_expand.shape[1]
+    if g != group_width:
+        return f"the conv weight has groups of {g} input channels, group_width is {group_width}"
     if c < 16 or not is_pow2(c):
         return f"channels C={c} must be a power of two >= 16 (Triton value shapes)"
     if c > configs.MAX_CHANNELS:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 
 from pallas_kernels.convfirst_block import bwd_mosaic, configs, fused_bwd_triton, fused_triton, mlp_mosaic
-from pallas_kernels.convfirst_block.reference import ConvFirstParams, convfirst_block_reference
+from pallas_kernels.convfirst_block.reference import ConvFirstParams, convfirst_block_reference, widen_groups
 from pallas_kernels.registry import AUTO, BlockOp, Implementation
 
 # Without a tuning-cache entry, 'auto' tries, in order: mosaic_mlp (Hopper, C a multiple of 64 up to
@@ -34,11 +34,22 @@ def _native_conv(fn):
     return call
 
 
+def _native_conv_bwd(fn):
+    """A Triton backward on the native conv weight, its weight gradient widened back to the form
+    given (block-diagonal: the widened weight's zeros stay zero under a gradient step)."""
+    def call(x, params, dy, *args, group_width, **kw):
+        dx, grads = fn(x, params.with_native_conv(group_width), dy, *args, group_width=group_width, **kw)
+        if (width := params.w_conv.shape[2]) != grads.w_conv.shape[2]:
+            grads = grads._replace(w_conv=widen_groups(grads.w_conv, group_width, width))
+        return dx, grads
+    return call
+
+
 CONVFIRST_BLOCK = BlockOp("convfirst_block", convfirst_block_reference, auto_order=_auto_order,
                           bwd_auto_order=lambda x, params, static: ("mosaic_mlp", "xla_native", "xla"))
 CONVFIRST_BLOCK.register_bwd(Implementation(
-    "pallas_fused", fused_bwd_triton.convfirst_fused_bwd, check=fused_bwd_triton.check, interpretable=True,
-    config_cls=configs.BwdConfig, candidates=lambda prob, p: configs.bwd_candidates(prob.c, prob.hidden)))
+    "pallas_fused", _native_conv_bwd(fused_bwd_triton.convfirst_fused_bwd), check=_native_conv(fused_bwd_triton.check),
+    interpretable=True, config_cls=configs.BwdConfig, candidates=lambda prob, p: configs.bwd_candidates(prob.c, prob.hidden)))
 CONVFIRST_BLOCK.register_bwd(Implementation(
     "mosaic_mlp", bwd_mosaic.convfirst_mosaic_mlp_bwd, check=bwd_mosaic.check, interpretable=True,
     config_cls=bwd_mosaic.MosaicBwdConfig, candidates=lambda prob, p: bwd_mosaic.candidates(prob.c, prob.hidden)))

@@ -55,8 +55,10 @@ class ConvFirstParams(NamedTuple):
 
     def with_native_conv(self, group_width: int) -> "ConvFirstParams":
         """The conv weight at its group width, for kernels that build their own conv operands: an
-        inference copy may hold it widened for cuDNN (`compute_conv_weight`)."""
-        if self.w_conv.shape[2] == group_width:
+        inference copy may hold it widened for cuDNN (`compute_conv_weight`). Any other width is left
+        as it is, for the kernel's check to refuse. Gradients with respect to a widened weight from the
+        XLA-backed backwards are dense (not block-diagonal): train the native weights."""
+        if self.w_conv.shape[2] != GPU_CONV_GROUP_WIDTH.get(group_width):
             return self
         return self._replace(w_conv=narrow_groups(self.w_conv, group_width))
 
@@ -98,11 +100,20 @@ def grouped_conv(x, w, group_width: int, stride: int = 1, out_dtype=jnp.float32)
         preferred_element_type=out_dtype)
 
 
-# group width -> the width the compute-dtype graph runs a 3x3 grouped conv at on a GPU. cuDNN picks its
+# group width -> the width the compute-dtype graph runs a 3x3 grouped conv at on Hopper. cuDNN picks its
 # sm80 engine at width 8 and an sm90 (wgmma) engine at width 16: twice the MACs, 1.2-2.4x faster (H200,
 # bf16, batch 128, run ZT, benchmarks/results/mosaic_mlp/probe_grouped_conv_widened.json: 0.156 -> 0.065
 # ms at 56x56x64, 0.055 -> 0.035 at 28x28x128, 0.028 -> 0.020 at 14x14x256, 0.015 -> 0.0125 at 7x7x512).
 GPU_CONV_GROUP_WIDTH = {8: 16}
+
+
+def _on_hopper() -> bool:
+    """Compiling for an sm_90 GPU (or lowering for the abstract H100 on any host): where run ZT measured
+    the widened conv faster. Elsewhere it would only double the conv's MACs."""
+    if interpret_mode():
+        return False
+    cc = getattr(jax.devices()[0], "compute_capability", None)
+    return jax.default_backend() != "gpu" or cc is None or str(cc).startswith("9.")
 
 
 def _widened_width(w, group_width: int, dtype, widen: bool | None) -> int | None:
@@ -110,17 +121,18 @@ def _widened_width(w, group_width: int, dtype, widen: bool | None) -> int | None
     k, _, g, c = w.shape
     wide = GPU_CONV_GROUP_WIDTH.get(group_width)
     if widen is None:
-        widen = not interpret_mode() and jnp.dtype(dtype).itemsize == 2
+        widen = _on_hopper() and jnp.dtype(dtype).itemsize == 2
     return wide if widen and k == 3 and g == group_width and wide and c % wide == 0 else None
 
 
 def compute_conv_weight(w, group_width: int, dtype, *, widen: bool | None = None):
-    """The conv weight as the compute-dtype graph's forward takes it: in `dtype` and, on a GPU
+    """The conv weight as the compute-dtype graph's forward takes it: in `dtype` and, on a Hopper GPU
     (`widen=None`) with a 2-byte dtype, at the width GPU_CONV_GROUP_WIDTH names (`widen_groups`:
     exact). Inference copies store it in this form (no per-call cast and scatter kernels); a weight
     already widened passes through."""
     wide = _widened_width(w, group_width, dtype, widen)
-    return (w if wide is None else widen_groups(w, group_width, wide)).astype(dtype)
+    w = w.astype(dtype)
+    return w if wide is None else widen_groups(w, group_width, wide)
 
 
 def compute_grouped_conv(x, w, group_width: int, *, out_dtype, widen: bool | None = None):
