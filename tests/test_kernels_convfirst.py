@@ -131,6 +131,9 @@ def test_compute_dtype_conv_widens_on_the_gpu_and_keeps_values_and_gradients():
     g_wide, g_native = (jax.grad(lambda wc, v=v: jnp.sum(conv(wc, v) ** 2))(w) for v in (True, False))
     assert g_wide.shape == w.shape
     assert_close(g_wide, g_native, BF16, depth=2 * 6 * 5)
+    tangent = rounded(normal(8, w.shape), BF16)  # forward mode too
+    jvp_wide, jvp_native = (jax.jvp(lambda wc, v=v: conv(wc, v), (w,), (tangent,))[1] for v in (True, False))
+    assert_close(jvp_wide, jvp_native, BF16, depth=9 * 8)
 
     def groups(fn):  # feature_group_count of every conv in the traced graph, nested ones included
         return sorted(int(n) for n in re.findall(r"feature_group_count=(\d+)", str(jax.make_jaxpr(fn)(x, w))))

@@ -137,31 +137,27 @@ def compute_conv_weight(w, group_width: int, dtype, *, widen: bool | None = None
 
 def compute_grouped_conv(x, w, group_width: int, *, out_dtype, widen: bool | None = None):
     """The grouped conv as the compute-dtype ('xla_native') graph runs it: x.dtype operands, the
-    forward on the weight per `compute_conv_weight`. The backward stays at the native width: widened,
+    forward on the weight per `compute_conv_weight`. Derivatives stay at the native width: widened,
     the step's data and weight gradients cost more than the forward saves (run ZV: 18.63 against
-    17.96 ms of kernels per training step, the gradient's scatter included). The float32 reference
-    keeps the weight as given."""
+    17.96 ms of kernels per training step, the gradient's scatter included), so a custom JVP gives the
+    native conv's (forward and reverse mode). The float32 reference keeps the weight as given."""
     if _widened_width(w, group_width, x.dtype, widen) is None:
         return grouped_conv(x, w.astype(x.dtype), group_width, out_dtype=out_dtype)
     return _forward_widened_conv(x, w, group_width, jnp.dtype(out_dtype))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
 def _forward_widened_conv(x, w, group_width, out_dtype):
     return grouped_conv(x, compute_conv_weight(w, group_width, x.dtype, widen=True), group_width, out_dtype=out_dtype)
 
 
-def _forward_widened_conv_fwd(x, w, group_width, out_dtype):
-    return _forward_widened_conv(x, w, group_width, out_dtype), (x, w)
-
-
-def _forward_widened_conv_bwd(group_width, out_dtype, saved, g):
-    x, w = saved
-    _, vjp = jax.vjp(lambda a, b: grouped_conv(a, b.astype(a.dtype), group_width, out_dtype=out_dtype), x, w)
-    return vjp(g)
-
-
-_forward_widened_conv.defvjp(_forward_widened_conv_fwd, _forward_widened_conv_bwd)
+@_forward_widened_conv.defjvp
+def _forward_widened_conv_jvp(group_width, out_dtype, primals, tangents):
+    """The derivative at the native width (reverse mode transposes it: cuDNN's dgrad and wgrad of the
+    group-width-8 conv)."""
+    (x, w), (dx, dw) = primals, tangents
+    conv = lambda a, b: grouped_conv(a, b.astype(a.dtype), group_width, out_dtype=out_dtype)  # noqa: E731
+    return _forward_widened_conv(x, w, group_width, out_dtype), conv(dx, w) + conv(x, dw)
 
 
 def widen_groups(w, group_width: int, new_width: int):
