@@ -50,6 +50,16 @@ def pad_axis(a, axis: int, size: int):
     return jnp.pad(a, widths)
 
 
+def hopper_reason() -> str | None:
+    """None on a Hopper GPU (sm_90: wgmma) or a device without a compute capability (the host while
+    lowering for the abstract H100), else why not."""
+    device = jax.devices()[0]
+    cc = getattr(device, "compute_capability", None)
+    if cc is not None and not str(cc).startswith("9."):
+        return f"needs a Hopper GPU (wgmma, sm_90); {device.device_kind} is compute capability {cc}"
+    return None
+
+
 def dtype_reason(x) -> str | None:
     if x.dtype not in SUPPORTED_DTYPES:
         return f"dtype {x.dtype} is not supported (kernels take bfloat16 or float16 activations)"

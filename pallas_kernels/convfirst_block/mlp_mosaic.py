@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
 
-from pallas_kernels.common import dtype_reason, interpret_mode, kernel_activation, pixel_rows
+from pallas_kernels.common import dtype_reason, hopper_reason, interpret_mode, kernel_activation, pixel_rows
 from pallas_kernels.convfirst_block.reference import ConvFirstParams, compute_grouped_conv, conv_norm
 from pallas_kernels.layers.configs import Serializable, ranked
 from pallas_kernels.registry import UnsupportedError
@@ -139,7 +139,7 @@ def check(x, params: ConvFirstParams, *, platform=None, act: str = "silu", **_) 
     """None when this implementation supports the call, else why not."""
     if plgpu is None:
         return "this jax has no Mosaic GPU backend"
-    if platform == "gpu" and not interpret_mode() and (reason := _hopper_reason()) is not None:
+    if platform == "gpu" and not interpret_mode() and (reason := hopper_reason()) is not None:
         return reason
     if (reason := dtype_reason(x)) is not None:
         return reason
@@ -156,14 +156,6 @@ def check(x, params: ConvFirstParams, *, platform=None, act: str = "silu", **_) 
         return "needs C_out == C_in"
     if act not in ("silu", "gelu_tanh", "relu", "none"):
         return f"activation {act!r} unsupported (silu, gelu_tanh, relu, none)"
-    return None
-
-
-def _hopper_reason() -> str | None:
-    device = jax.devices()[0]
-    cc = getattr(device, "compute_capability", None)
-    if cc is not None and not str(cc).startswith("9."):
-        return f"needs a Hopper GPU (wgmma, sm_90); {device.device_kind} is compute capability {cc}"
     return None
 
 

@@ -27,7 +27,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from pallas_kernels.common import interpret_mode
+from pallas_kernels.common import hopper_reason, interpret_mode
 
 
 class ConvFirstParams(NamedTuple):
@@ -47,7 +47,7 @@ class ConvFirstParams(NamedTuple):
     def key_form(self, *, group_width: int, **_) -> "ConvFirstParams":
         """The form the tuning cache keys on: a folded conv bias or a widened conv weight is the same
         problem for speed (the tuned kernels take t from the conv)."""
-        k, _, g, c = self.w_conv.shape
+        k, _, _, c = self.w_conv.shape
         key = self._replace(w_conv=jax.ShapeDtypeStruct((k, k, group_width, c), self.w_conv.dtype))
         if self.b_conv is not None:
             return key
@@ -110,10 +110,7 @@ GPU_CONV_GROUP_WIDTH = {8: 16}
 def _on_hopper() -> bool:
     """Compiling for an sm_90 GPU (or lowering for the abstract H100 on any host): where run ZT measured
     the widened conv faster. Elsewhere it would only double the conv's MACs."""
-    if interpret_mode():
-        return False
-    cc = getattr(jax.devices()[0], "compute_capability", None)
-    return jax.default_backend() != "gpu" or cc is None or str(cc).startswith("9.")
+    return not interpret_mode() and hopper_reason() is None
 
 
 def _widened_width(w, group_width: int, dtype, widen: bool | None) -> int | None:
