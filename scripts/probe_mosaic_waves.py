@@ -2,11 +2,11 @@
 1024, bf16) at row counts that fill whole waves of the H200's 132 SMs (128-row ping-pong programs,
 one per SM: 16,896 rows a wave) and at convfirst_tiny's 14x14 stage at batch 128 (25,088 rows: 196
 programs, 1.48 waves), for the ping-pong config and the one-warpgroup, two-program-cluster config
-(64-row programs: 392 at batch 128, 2.97 waves), and ping-pong with split_tail (the rows past the
-last whole wave in half-length 64-row programs). If 25,088 rows take as long as 33,792, the last
-wave's idle SMs are worth balancing. At 8,448 rows split_tail runs split programs only (one per SM).
+(64-row programs: 392 at batch 128, 2.97 waves). If 25,088 rows take as long as 33,792, the last
+wave's idle SMs are worth balancing (run ZV: they are). Runs ZX and ZZ also timed a split tail
+(commit d3672fe, since removed: slower, docs/kernels.md).
 
-    python scripts/probe_mosaic_waves.py --out $OUT/probe_mosaic_waves.json [--configs pingpong_split_tail --rows 8448,25088]
+    python scripts/probe_mosaic_waves.py --out $OUT/probe_mosaic_waves.json [--configs pingpong --rows 8448,25088]
 """
 import argparse
 import json
@@ -21,16 +21,15 @@ from pallas_kernels.timing import Protocol, time_call
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--out", required=True)
-ap.add_argument("--configs", default="pingpong,one_wg_cluster2,pingpong_split_tail", help="which of the configs")
-ap.add_argument("--rows", default="8448,16896,25088,33792,50688", help="row counts (8,448: one 64-row unit per SM)")
+ap.add_argument("--configs", default="pingpong,one_wg_cluster2", help="which of the configs")
+ap.add_argument("--rows", default="8448,16896,25088,33792,50688", help="row counts")
 args = ap.parse_args()
 C, HID, dt = 256, 1024, jnp.bfloat16
 keys = jax.random.split(jax.random.key(0), 4)
 w1 = (jax.random.normal(keys[0], (C, HID)) / 16).astype(dt)
 w2 = (jax.random.normal(keys[1], (HID, C)) / 32).astype(dt)
 b1, b2 = jax.random.normal(keys[2], (HID,)) / 8, jax.random.normal(keys[3], (C,)) / 8
-configs = {"pingpong": heuristic(C, HID), "one_wg_cluster2": MosaicMLPConfig(64, 64, 2, True, 1, 2, True),
-           "pingpong_split_tail": MosaicMLPConfig(64, 64, 2, False, 2, 1, True, 0, True, True)}
+configs = {"pingpong": heuristic(C, HID), "one_wg_cluster2": MosaicMLPConfig(64, 64, 2, True, 1, 2, True)}
 configs = {name: configs[name] for name in args.configs.split(",")}
 rows = []
 print(jax.devices()[0].device_kind, {k: v.to_dict() for k, v in configs.items()}, flush=True)

@@ -50,7 +50,4 @@ MOSAIC_GPU_ONLY = [(cf(9, 64), MosaicMLPConfig(64, 64, 2, True, 1, 2, True, 0)),
                    (cf(14, 128), MosaicMLPConfig(64, 64, 2, False, 2, 1, True, 1)),
                    (cf(7, 256, layer_norm=True, act="gelu_tanh"), MosaicMLPConfig(64, 64, 2, True, 1, 1, True, 0)),
                    (cf(14, 128), MosaicMLPConfig(64, 64, 2, True, 2, 2, True, 0, pingpong=True)),
-                   (cf(9, 128, act="relu"), MosaicMLPConfig(64, 64, 3, False, 2, 1, True, 1, pingpong=True)),
-                   # split tail at batch 16 on 132 SMs: 3,136 rows padded to 50 units of 64, all in split
-                   # programs (the simulator tests cover whole programs followed by split ones)
-                   (cf(14, 256), MosaicMLPConfig(64, 64, 2, False, 2, 1, True, 0, pingpong=True, split_tail=True))]
+                   (cf(9, 128, act="relu"), MosaicMLPConfig(64, 64, 3, False, 2, 1, True, 1, pingpong=True))]

@@ -70,32 +70,6 @@ def test_mosaic_mlp_matches_reference_without_races(prob, config, dtype):
     assert not _races_found(), "the simulator found a shared-memory race"
 
 
-def test_split_plan_fills_the_last_wave_with_half_length_programs():
-    assert mlp_mosaic.split_plan(392, 132) == (132, 128)  # convfirst_tiny 14x14, batch 128
-    assert mlp_mosaic.split_plan(1568, 132) == (784, 0)  # 28x28: the rest fills more than one wave
-    assert mlp_mosaic.split_plan(528, 132) == (264, 0)  # whole waves
-    assert mlp_mosaic.split_plan(6, 2) == (2, 2)
-
-
-@pytest.mark.parametrize("prob,sms,dtype", [
-    (cf(2, 12, 16, 64, 256), 2, BF16),  # 6 units: 2 two-warpgroup programs, then 2 split ones
-    (cf(2, 20, 16, 128, 256, act="gelu_tanh", residual=False), 2, F16),  # 10 units: 4 + 2
-    (cf(1, 9, 9, 64, 128, layer_norm=True), 1, BF16),  # 81 pixels pad to 2 units: 1 + 0, no split
-    (cf(2, 12, 16, 64, 192), 2, BF16),  # three hidden chunks: warpgroup 0 takes two, 1 takes one
-], ids=lambda v: v.label() if isinstance(v, BlockProblem) else str(v))
-def test_split_tail_matches_reference_without_races(monkeypatch, prob, sms, dtype):
-    """split_tail: the programs past the last whole wave run both warpgroups on the same rows, each on
-    every other hidden chunk, and sum through shared memory (a dropped half fails this test)."""
-    monkeypatch.setattr(mlp_mosaic, "device_sms", lambda: sms)
-    x, params = _inputs(prob, dtype)
-    config = MosaicMLPConfig(64, 64, 2, x_buffer=False, warpgroups=2, pingpong=True, split_tail=True)
-    y = convfirst_block(x, params, impl="mosaic_mlp", config=config, **prob.static())
-    with jax.default_matmul_precision("highest"):
-        ref = convfirst_block(x.astype(jnp.float32), params, impl="xla", **prob.static())
-    assert_close(y, ref, dtype, prob.hidden)
-    assert not _races_found(), "the simulator found a shared-memory race"
-
-
 @pytest.mark.parametrize("s,c,e", [(56, 64, 4), (28, 128, 4), (14, 256, 4), (14, 128, 3)])
 def test_every_candidate_lowers_for_h100(s, c, e):
     """convfirst_tiny's stage shapes and an expansion of 3 (where a flat shared-memory estimate once
@@ -149,9 +123,6 @@ def test_float32_input_and_bad_configs_are_refused():
     with pytest.raises(UnsupportedError, match="delay_release=2"):
         convfirst_block(x, params, impl="mosaic_mlp", config=MosaicMLPConfig(64, 64, 3, delay_release=2),
                         **prob.static())
-    with pytest.raises(UnsupportedError, match="split_tail needs the ping-pong schedule"):
-        convfirst_block(x, params, impl="mosaic_mlp", config=MosaicMLPConfig(64, 64, 2, warpgroups=2, pingpong=True,
-                                                                            split_tail=True), **prob.static())
     big = cf(1, 8, 8, 256, 1024)
     xb, pb = _inputs(big, BF16)
     with pytest.raises(UnsupportedError, match="shared memory"):

@@ -61,15 +61,7 @@ class MosaicMLPConfig(Serializable):
     one warpgroup's bias + activation running under the other's GEMMs (FlashAttention-3's schedule,
     as jax's attention_mgpu does it); without it both reach their activation in the same cycles.
     Warpgroup 1 then runs a step behind, so the pipeline needs max_concurrent_steps >= 2 +
-    delay_release (fewer deadlock: the producer waits for a slot the lagging warpgroup holds).
-    split_tail (ping-pong, no residual buffer): where the 128-row programs would leave a partial last
-    wave on the GPU's SMs, its rows run as 64-row programs in which both warpgroups take the same
-    rows and every other hidden chunk, half as long, their project accumulators summed through the
-    freed t buffers (the partial one as a bf16 hi/lo pair: ~16 mantissa bits). At convfirst_tiny's
-    14x14x256 stage (1.48 waves at batch 128) the partial wave costs as much as a full one
-    (scripts/probe_mosaic_waves.py). The split programs' warpgroups run free, without the ping-pong
-    turns: locked into alternating phases (run ZX) a third of the phases left one idle, and at batch
-    128 the split tail took 0.0954 ms a block against 0.0780 without."""
+    delay_release (fewer deadlock: the producer waits for a slot the lagging warpgroup holds)."""
 
     block_m: int = 64
     block_h: int = 64
@@ -80,7 +72,6 @@ class MosaicMLPConfig(Serializable):
     h_regs: bool = False
     delay_release: int = 0
     pingpong: bool = False
-    split_tail: bool = False
 
     @property
     def warp_specialized(self) -> bool:
@@ -126,14 +117,12 @@ def heuristic(c: int, hidden: int) -> MosaicMLPConfig:
 def candidates(c: int, hidden: int) -> list[MosaicMLPConfig]:
     """The autotuner's space: 64-wide hidden chunks (128 lost at every stage shape), 1-4 chunks in
     flight, residual buffer or not, 1-2 compute warpgroups, 1-2 programs per cluster, delayed
-    release (it lost every single-warpgroup pairing), the ping-pong schedule with two warpgroups
-    only, and its split tail (not yet timed; among the tuner's first 12 candidates only at C=256, the
-    one stage whose last wave it fills, and checked against the reference there like every config)."""
+    release (it lost every single-warpgroup pairing) and the ping-pong schedule with two warpgroups
+    only. Not here: a split tail for a partial last wave (runs ZX, ZZ: slower, docs/kernels.md)."""
     h_regs = not interpret_mode()
-    out = [MosaicMLPConfig(64, 64, s, xb, wgs, cl, h_regs, dr, pp, st)
+    out = [MosaicMLPConfig(64, 64, s, xb, wgs, cl, h_regs, dr, pp)
            for s in (1, 2, 3, 4) for xb in (True, False) for wgs in (1, 2) for cl in (1, 2) for dr in (0, 1)
-           for pp in (False, True) for st in (False, True) if (wgs == 2 or (dr == 0 and not pp))
-           and (not st or (pp and cl == 1 and not xb and not dr))]
+           for pp in (False, True) if wgs == 2 or (dr == 0 and not pp)]
     return ranked(heuristic(c, hidden), [cfg for cfg in out if _config_reason(cfg, c, hidden) is None])
 
 
@@ -174,9 +163,6 @@ def _config_reason(cfg: MosaicMLPConfig, c: int, hidden: int) -> str | None:
         return f"delay_release={cfg.delay_release}: 0 or 1"
     if cfg.pingpong and cfg.warpgroups != 2:
         return f"pingpong alternates two compute warpgroups; warpgroups={cfg.warpgroups}"
-    if cfg.split_tail and not (cfg.pingpong and cfg.cluster == 1 and not cfg.x_buffer and not cfg.delay_release):
-        return ("split_tail needs the ping-pong schedule, cluster=1, x_buffer=False (the partial sums pass "
-                "through the t buffers) and delay_release=0")
     if cfg.max_concurrent_steps < max(2 if cfg.warp_specialized else 1, 1 + cfg.delay_release + cfg.pingpong):
         return (f"max_concurrent_steps={cfg.max_concurrent_steps} too small: >= 2 with a producer warpgroup "
                 "(warpgroups=2 or cluster=2), > delay_release + pingpong (with ping-pong, warpgroup 1 runs a "
@@ -188,32 +174,15 @@ def _config_reason(cfg: MosaicMLPConfig, c: int, hidden: int) -> str | None:
     return None
 
 
-def split_plan(units: int, sms: int) -> tuple[int, int]:
-    """(two-warpgroup programs, split programs) for `units` 64-row units on `sms` SMs: whole waves
-    of 128-row programs, and the rest as 64-row split programs when they fill at most one wave
-    (otherwise their 128-row programs take one wave too, and no split is needed)."""
-    pairs = units // 2
-    full = pairs // sms * sms
-    rest = units - 2 * full
-    return (full, rest) if 0 < rest <= sms else (pairs, units - 2 * pairs)
-
-
-def device_sms() -> int:
-    """SMs of the GPU this process runs on (132 on H100/H200 SXM, also off the GPU)."""
-    return getattr(jax.devices()[0], "core_count", None) or 132
-
-
-def mlp_mosaic(t, x, w1, b1, w2, b2, *, act: str, config: MosaicMLPConfig, interpret=None, sms=None):
+def mlp_mosaic(t, x, w1, b1, w2, b2, *, act: str, config: MosaicMLPConfig, interpret=None):
     """y = act(t @ w1 + b1) @ w2 + b2 (+ x when given) on (M, C) rows; M a multiple of the rows of
-    one cluster (block_m x warpgroups x cluster). `sms`: the SM count split_tail plans for
-    (default: this GPU's)."""
+    one cluster (block_m x warpgroups x cluster)."""
     m, c = t.shape
     hidden = w1.shape[1]
     cfg = config
     wgs, bm, bh, ncl = cfg.warpgroups, cfg.block_m, cfg.block_h, cfg.cluster
     if m % (ncl * wgs * bm):
         raise ValueError(f"{m} rows: pad them to a multiple of {ncl * wgs * bm} (the rows of one cluster)")
-    n_pairs, n_split = split_plan(m // bm, sms or device_sms()) if cfg.split_tail else (m // (wgs * bm), 0)
     dt = t.dtype
     elems = SWIZZLE // jnp.dtype(dt).itemsize
     tiles = (plgpu.TilingTransform((8, elems)), plgpu.SwizzleTransform(SWIZZLE))
@@ -232,10 +201,6 @@ def mlp_mosaic(t, x, w1, b1, w2, b2, *, act: str, config: MosaicMLPConfig, inter
         bar = [barriers.at[4 * wg + i] for i in range(4)]
         program = lax.axis_index("m") * ncl + (lax.axis_index("cl") if ncl > 1 else 0)
         rows = pl.ds(program * (wgs * bm) + wg * bm, bm)
-        split = cfg.split_tail and program >= n_pairs  # split_tail's programs: both warpgroups on the same 64 rows
-        paired = jnp.logical_not(split)
-        if cfg.split_tail:
-            rows = pl.ds(jnp.where(split, n_pairs * wgs * bm + (program - n_pairs) * bm, rows.start), bm)
 
         def take_turns():  # both warpgroups arrive: alternates their GEMM and activation phases
             if cfg.pingpong:
@@ -252,32 +217,17 @@ def mlp_mosaic(t, x, w1, b1, w2, b2, *, act: str, config: MosaicMLPConfig, inter
             plgpu.barrier_wait(bar[1])
 
         def step(idx, w1_smem, w2_smem, acc):
-            if not cfg.split_tail:
-                return compute_step(idx, w1_smem, w2_smem, acc)
-
-            @pl.when(paired)
-            def _():
-                compute_step(idx, w1_smem, w2_smem, acc)
-
-            @pl.when(split & (lax.rem(idx[0], 2) == wg))
-            def _():  # a split program: each warpgroup its own chunks, free-running (no turns to keep:
-                # the schedule barrier locked them into alternating phases, a third of them with one idle)
-                compute_step(idx, w1_smem, w2_smem, acc, turns=False)
-            return acc
-
-        def compute_step(idx, w1_smem, w2_smem, acc, turns=True):
             (e,) = idx
-            turn = take_turns if turns else lambda: None
 
             def expand(acc1):
                 plgpu.wgmma(acc1, t_s, w1_smem)
-                turn()  # lets the other warpgroup issue its project and next expand GEMMs
+                take_turns()  # lets the other warpgroup issue its project and next expand GEMMs
                 return acc1[...]  # waits for every wgmma in flight, the previous project GEMM too
 
             hid = pl.run_scoped(expand, plgpu.ACC((bm, bh), jnp.float32))
             bias = plgpu.load(b1_s.at[e], layout=plgpu.Layout.WGMMA.reduce(0))
             h = activation(hid + lax.broadcast_in_dim(bias, (bm, bh), [1])).astype(dt)
-            turn()  # activation done; waits until the other warpgroup has issued its expand GEMM
+            take_turns()  # activation done; waits until the other warpgroup has issued its expand GEMM
             if cfg.h_regs:
                 plgpu.wgmma(acc, h, w2_smem)
             else:
@@ -290,45 +240,6 @@ def mlp_mosaic(t, x, w1, b1, w2, b2, *, act: str, config: MosaicMLPConfig, inter
             return acc
 
         def epilogue(y):  # after every wgmma has completed
-            if not cfg.split_tail:
-                return pair_epilogue(y)
-            pl.when(jnp.logical_not(split))(lambda: pair_epilogue(y))
-            pl.when(split)(lambda: split_epilogue(y))
-
-        def split_epilogue(y):
-            """Warpgroup 1 passes its partial sums to warpgroup 0 through the two t buffers (free after
-            the last expand GEMM) as a bf16 high/low pair, after 0 has taken x out of its buffer."""
-            t0, t1 = t_smem.at[0], t_smem.at[1]
-
-            @pl.when(wg == 0)
-            def _():
-                if has_residual:
-                    plgpu.copy_gmem_to_smem(x_gmem.at[rows], t0, bar[3])
-                plgpu.barrier_wait(bar[2])
-                out = y + lax.broadcast_in_dim(plgpu.load(b2_s, layout=plgpu.Layout.WGMMA.reduce(0)), (bm, c), [1])
-                if has_residual:
-                    plgpu.barrier_wait(bar[3])
-                    out = out + plgpu.load(t0, layout=plgpu.Layout.WGMMA).astype(jnp.float32)
-                take_turns()  # x is out of t0
-                take_turns()  # the partner's high half is in t1, its low half in t0
-                out = out + plgpu.load(t1, layout=plgpu.Layout.WGMMA).astype(jnp.float32)
-                out = out + plgpu.load(t0, layout=plgpu.Layout.WGMMA).astype(jnp.float32)
-                t0[...] = out.astype(dt)
-                plgpu.commit_smem()
-                plgpu.copy_smem_to_gmem(t0, y_gmem.at[rows])
-                plgpu.wait_smem_to_gmem(0)
-
-            @pl.when(wg == 1)
-            def _():
-                plgpu.barrier_wait(bar[2])  # its bias copy, unused here: no copy outlives the kernel
-                high = y.astype(dt)
-                t1[...] = high
-                low = (y - high.astype(jnp.float32)).astype(dt)
-                take_turns()
-                t0[...] = low
-                take_turns()
-
-        def pair_epilogue(y):
             if has_residual and not cfg.x_buffer:
                 plgpu.copy_gmem_to_smem(x_gmem.at[rows], t_s, bar[3])
             plgpu.barrier_wait(bar[2])
@@ -345,10 +256,10 @@ def mlp_mosaic(t, x, w1, b1, w2, b2, *, act: str, config: MosaicMLPConfig, inter
         def run(eval_pipeline):  # in each compute warpgroup
             prologue()
             if cfg.pingpong:  # warpgroup 1 starts a phase behind; 0 catches up at the end (2n+1 arrivals each)
-                pl.when(paired & (wg == 1))(take_turns)
+                pl.when(wg == 1)(take_turns)
             y = pl.run_scoped(lambda acc: eval_pipeline(acc)[...], plgpu.ACC((bm, c), jnp.float32))
             if cfg.pingpong:
-                pl.when(paired & (wg == 0))(take_turns)
+                pl.when(wg == 0)(take_turns)
             epilogue(y)
 
         steps = cfg.max_concurrent_steps
@@ -377,7 +288,7 @@ def mlp_mosaic(t, x, w1, b1, w2, b2, *, act: str, config: MosaicMLPConfig, inter
                       **({"collective_axes": "wg"} if cfg.warp_specialized else {}))
 
     kernel = plgpu.kernel(
-        body, out_type=jax.ShapeDtypeStruct((m, c), dt), grid=((n_pairs + n_split) // ncl,), grid_names=("m",),
+        body, out_type=jax.ShapeDtypeStruct((m, c), dt), grid=(m // (ncl * wgs * bm),), grid_names=("m",),
         **({"num_threads": wgs + 1, "thread_name": "wg"} if cfg.warp_specialized else {}),
         **({"cluster": (ncl,), "cluster_names": ("cl",)} if ncl > 1 else {}), interpret=interpret,
         compiler_params=plgpu.CompilerParams(approx_math=True))
